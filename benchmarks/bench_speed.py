@@ -1,0 +1,98 @@
+"""Training speed: grokkit's engine against the naive reference, run back to back on the same machine.
+
+Canonical run: (a + b) mod 113, 30% of pairs, full batch, 1-layer transformer (d_model 128, 4 heads, d_mlp 512),
+AdamW, cross-entropy in float64. Reports model-steps per second (members x steps / s) for each ensemble size K and
+the ratio to the reference's steps per second.
+
+    python benchmarks/bench_speed.py --reference ../shared/bench/reference_naive.py --members 1 8 --threads 2
+    python benchmarks/bench_speed.py --device cuda --members 1 64 1024 --no-reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from grokkit.api import prepare
+from grokkit.config import parse_config
+from grokkit.engine import Trainer
+
+
+def bench_grokkit(members: int, steps: int, warmup: int, device: str, positions: str) -> dict[str, float]:
+    cfg = parse_config({
+        "recipe": "scratch", "name": "bench", "seeds": list(range(members)),
+        "task": {"op": "add", "modulus": 113, "train_fraction": 0.3},
+        "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]},
+        "training": {"steps": steps, "device": device, "progress": False, "checkpoint_every": 0},
+    })
+    setup = prepare(cfg)
+    if positions == "operator+final":  # the cost of distillation's extra scored position
+        loss = setup.objective.loss
+        setup.objective.positions = [2, 3]
+        setup.objective.loss = lambda logits, *a: loss(logits[:, :, 1:], *a)
+    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=lambda m: None)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        trainer.train_step()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"members": members, "median_step_ms": median * 1e3, "model_steps_per_s": members / median,
+            "member_chunk": trainer.chunk}
+
+
+def bench_reference(script: Path, steps: int, threads: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, str(script), "--p", "113", "--frac", "0.3", "--bench", str(steps),
+                          "--threads", str(threads)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "bench"
+                    / "reference_naive.py")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--members", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--positions", choices=["final", "operator+final"], default="final")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results: dict[str, object] = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
+                                  "positions": args.positions}
+    ref = None
+    if not args.no_reference:
+        ref = bench_reference(args.reference, max(args.steps, 50), args.threads)
+        results["reference_steps_per_s"] = ref["steps_per_s"]
+    rows = []
+    for k in args.members:
+        r = bench_grokkit(k, args.steps, args.warmup, args.device, args.positions)
+        if ref is not None:
+            r["ratio_vs_reference"] = r["model_steps_per_s"] / ref["steps_per_s"]
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    results["grokkit"] = rows
+    if ref is not None:  # the reference again, to bracket drift of the machine
+        results["reference_steps_per_s_after"] = bench_reference(args.reference, max(args.steps, 50),
+                                                                 args.threads)["steps_per_s"]
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The Python API behind the CLI: run a config into a run directory.
+
+A run directory holds ``config.yaml`` (fully resolved), ``metrics.csv`` (long format, one row per member and
+evaluation), ``summary.json``, ``model.safetensors`` and ``curves.png``; while training, ``checkpoint.safetensors``.
+A run killed part-way resumes from its checkpoint when started again on the same directory with the same config.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from grokkit import __version__
+from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, atomic_write, atomic_write_text, save_model
+from grokkit.config import ConfigError, RunConfig, parse_config
+from grokkit.engine import Trainer, TrainResult
+from grokkit.plots import plot_curves
+from grokkit.recipes import Setup, build_setup
+from grokkit.recipes.distill import TeacherError
+
+METRIC_COLUMNS = ["step", "member", "seed", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm"]
+
+
+class RunError(ValueError):
+    """A run that cannot start: the message says why. Nothing has been written when this is raised."""
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import pydantic
+    import safetensors
+
+    return {"grokkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "pydantic": pydantic.__version__, "safetensors": safetensors.__version__,
+            "platform": platform.platform()}
+
+
+def prepare(cfg: RunConfig) -> Setup:
+    """Build everything a run needs; raise :class:`RunError` (nothing written) if it cannot run."""
+    if cfg.training.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"training.device={cfg.training.device!r} but CUDA is not available here; use device: cpu")
+    try:
+        return build_setup(cfg)
+    except (TeacherError, CheckpointError, ValueError) as err:
+        raise RunError(str(err)) from None
+
+
+def _check_out_dir(out: Path, cfg: RunConfig) -> str:
+    """'new', 'resume' or 'done'; raises RunError if ``out`` holds something else."""
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a directory")
+    saved = out / "config.yaml"
+    if not saved.exists():
+        if any(out.iterdir()):
+            raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
+        return "new"
+    try:
+        previous = parse_config(yaml.safe_load(saved.read_text()), str(saved))
+    except (ConfigError, yaml.YAMLError) as err:
+        raise RunError(f"--out {out} holds an unreadable config.yaml ({err}); choose a new directory") from None
+    if previous != cfg:
+        raise RunError(f"--out {out} holds a run with a different config; choose a new directory "
+                       "(or run the same config there to resume it)")
+    if (out / "summary.json").exists():
+        return "done"
+    return "resume" if (out / CHECKPOINT_FILE).exists() else "new"
+
+
+def _progress_bar(cfg: RunConfig, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("[bold]{task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    return bar
+
+
+def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
+        log: Any = None) -> dict[str, Any]:
+    """Train ``cfg`` and write its run directory (if ``out``); returns the summary dict."""
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True)
+    log = log or (lambda msg: console.print(msg, highlight=False, markup=False))
+    out_path = Path(out) if out is not None else None
+    state = _check_out_dir(out_path, cfg) if out_path is not None else "new"
+    if state == "done":
+        assert out_path is not None
+        log(f"{out_path} already holds this finished run; nothing to do")
+        return json.loads((out_path / "summary.json").read_text())
+    setup = prepare(cfg)
+    if cfg.training.threads:
+        torch.set_num_threads(cfg.training.threads)
+    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log)
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
+        if state == "resume":
+            trainer.load_checkpoint(out_path / CHECKPOINT_FILE)
+            log(f"resuming {out_path} from step {trainer.step}")
+    show = cfg.training.progress if progress is None else progress
+    bar = _progress_bar(cfg, show and sys.stderr.isatty())
+    callback = None
+    if bar is not None:
+        task_id = bar.add_task("train", total=cfg.training.steps, name=cfg.name, stats="")
+
+        def callback(t: Trainer) -> None:
+            last = {r["member"]: r for r in t.rows if r["step"] == t.step}
+            if last:
+                tra = sum(r["train_acc"] for r in last.values()) / len(last)
+                tea = sum(r["test_acc"] for r in last.values()) / len(last)
+                bar.update(task_id, completed=t.step, stats=f"train {tra:.3f} test {tea:.3f} (mean of {len(last)})")
+            else:
+                bar.update(task_id, completed=t.step)
+    elif show:
+        def callback(t: Trainer) -> None:
+            if t.step % max(cfg.training.eval_every, cfg.training.steps // 10) == 0 or t.step == cfg.training.steps:
+                last = [r for r in t.rows if r["step"] == t.step]
+                accs = " ".join(f"{r['test_acc']:.3f}" for r in last)
+                log(f"[{cfg.name}] step {t.step}/{cfg.training.steps} test acc per member: {accs}")
+    if bar is not None:
+        with bar:
+            result = trainer.fit(callback)
+    else:
+        result = trainer.fit(callback)
+    summary = make_summary(cfg, setup, trainer, result)
+    if out_path is not None:
+        write_outputs(out_path, cfg, setup, result, summary)
+    return summary
+
+
+def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainResult) -> dict[str, Any]:
+    return {
+        "name": cfg.name,
+        "recipe": cfg.recipe,
+        "task": setup.task.name,
+        "train_fraction": cfg.task.train_fraction,
+        "steps": result.steps_done,
+        "generalization_threshold": cfg.training.generalization_threshold,
+        "loss_dtype": cfg.loss.dtype,
+        "member_chunk": trainer.chunk,
+        "device": cfg.training.device,
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "members": [asdict(m) for m in result.members],
+        **setup.info,
+        "versions": versions(),
+    }
+
+
+def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
+    metrics = metrics_frame(result.rows)
+    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
+    if len(metrics):
+        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task.name}, "
+                    f"{cfg.task.train_fraction:.0%} of pairs ({cfg.recipe})")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""Files: atomic writes, model files and training checkpoints (safetensors + JSON metadata; nothing is unpickled)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from grokkit.models import EnsembleTransformer, TransformerShape
+from grokkit.tasks import Vocabulary
+
+MODEL_FORMAT = "grokkit-model-v1"
+CHECKPOINT_FORMAT = "grokkit-checkpoint-v1"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A model or checkpoint file that is missing, corrupt or incompatible."""
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over ``path``: readers see the old file
+    or the new one, never half of one. ``write(tmp_path)`` does the writing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    atomic_write(path, lambda p: save_file(flat, str(p), metadata=meta))
+
+
+def _load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        meta = {k: json.loads(v) for k, v in raw_meta.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{what} {path} is corrupt or not a safetensors file: {err}") from None
+    return tensors, meta
+
+
+def save_model(path: Path, model: EnsembleTransformer, vocab: Vocabulary, extra: dict[str, Any] | None = None) -> None:
+    meta = {"format": MODEL_FORMAT, "shape": model.shape.to_dict(), "vocab": vocab.to_dict(), "seeds": model.seeds}
+    meta.update(extra or {})
+    _save_tensors(path, dict(model.named_parameters()), meta)
+
+
+def load_model(path: str | Path) -> tuple[EnsembleTransformer, Vocabulary, dict[str, Any]]:
+    """Load a model file, or the model of a run directory. Raises :class:`CheckpointError` with the reason."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    tensors, meta = _load_tensors(path, "model file")
+    if meta.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"model file {path} is not a grokkit model (format {meta.get('format')!r})")
+    try:
+        shape = TransformerShape(**meta["shape"])
+        vocab = Vocabulary(int(meta["vocab"]["n_numbers"]), tuple(meta["vocab"]["moduli"]))
+        model = EnsembleTransformer(shape, meta["seeds"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"model file {path} has invalid metadata: {err}") from None
+    expected = dict(model.named_parameters())
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"model file {path} does not match its shape: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for name, p in expected.items():
+            t = tensors[name]
+            if t.shape != p.shape:
+                raise CheckpointError(f"model file {path}: {name} has shape {list(t.shape)}, expected {list(p.shape)}")
+            if not torch.isfinite(t).all():
+                raise CheckpointError(f"model file {path}: {name} holds NaN or inf")
+            p.copy_(t)
+    return model, vocab, meta
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    _save_tensors(path, tensors, {"format": CHECKPOINT_FORMAT, "state": state})
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta = _load_tensors(path, "checkpoint")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    return tensors, meta["state"]

@@ -1,0 +1,237 @@
+"""Run configuration: YAML <-> typed, validated objects. A run is fully described by its ``RunConfig``.
+
+Unknown keys are errors (a misspelt option must never be silently ignored). Validation errors name the field, the bad
+value and what is allowed; the CLI turns them into exit code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from grokkit.tasks import OPERATIONS
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message says what was wrong and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Strict):
+    op: str = "add"
+    modulus: int = Field(113, ge=2)
+    train_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    split_seed: int | None = Field(None, description="seed of the train/test split; default: each member's seed")
+
+    @field_validator("op")
+    @classmethod
+    def _known_op(cls, v: str) -> str:
+        if v not in OPERATIONS:
+            raise ValueError(f"unknown operation {v!r}; allowed: {', '.join(OPERATIONS)}")
+        return v
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}{self.modulus}"
+
+
+class VocabConfig(_Strict):
+    """The shared vocabulary. Teacher and student must agree on it, so paper configs spell it out."""
+
+    n_numbers: int | None = Field(None, ge=2, description="number tokens 0..n_numbers-1; default: the task modulus")
+    moduli: list[int] | None = Field(None, description="moduli with a token; default: the task modulus")
+
+
+class ModelConfig(_Strict):
+    n_layers: int = Field(1, ge=1)
+    d_model: int = Field(128, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_head: int = Field(32, ge=1)
+    d_mlp: int = Field(512, ge=1)
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm: bool = False
+
+
+class LossConfig(_Strict):
+    kind: Literal["cross_entropy", "stablemax"] = "cross_entropy"
+    dtype: Literal["float64", "float32"] = "float64"
+    restrict_to_answer_range: bool = Field(
+        True, description="score only classes 0..P-1 of each example's modulus P (losses and accuracy)"
+    )
+
+
+class TransformConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: Literal["orthogonal_grad", "grokfast_ema", "grokfast_ma"]
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(1.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(10, ge=0)
+    transforms: list[TransformConfig] = Field(default_factory=list, description="applied in order before each step")
+
+
+class TrainingConfig(_Strict):
+    steps: int = Field(10_000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+    eval_every: int = Field(100, ge=1)
+    generalization_threshold: float = Field(0.99, gt=0, le=1)
+    early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals)")
+    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
+    checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints; 0: none")
+    device: str = "cpu"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    member_chunk: int | None = Field(
+        None, ge=1, description="members per forward/backward pass; default: all on CUDA, cache-sized chunks on CPU"
+    )
+    progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not (v == "cpu" or v == "cuda" or v.startswith("cuda:") or v == "mps"):
+            raise ValueError(f"device {v!r} unknown; allowed: cpu, cuda, cuda:N, mps")
+        return v
+
+
+class DistillConfig(_Strict):
+    teacher: str = Field(..., description="teacher run directory or model .safetensors file")
+    teacher_member: int = Field(0, ge=0, description="which member of the teacher's ensemble")
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+    position: Literal["operator", "final"] = "operator"
+    class_alignment: Literal["shared", "student_range"] = Field(
+        "shared",
+        description="shared: KL over all of the shared output classes; student_range: both distributions restricted "
+        "to the student's answers 0..P-1 and renormalised",
+    )
+    t2_scaling: bool = Field(False, description="multiply the KL term by T^2 (Hinton et al.)")
+    alpha_decay_start: int | None = Field(
+        None, ge=0, description="step from which alpha decays linearly to 0; None: constant alpha"
+    )
+    alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
+
+
+class MemberConfig(_Strict):
+    """One ensemble member: its seed and any hyper-parameters of its own (the rest come from the run config)."""
+
+    seed: int
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    train_fraction: float | None = Field(None, gt=0, lt=1)
+    alpha: float | None = Field(None, ge=0, le=1)
+    temperature: float | None = Field(None, gt=0)
+
+
+class RunConfig(_Strict):
+    recipe: Literal["scratch", "distill"] = "scratch"
+    name: str = "run"
+    seeds: list[int] | None = Field(None, description="one member per seed (shorthand for `members`)")
+    members: list[MemberConfig] | None = None
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    distill: DistillConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.seeds is not None and self.members is not None:
+            raise ValueError("give either `seeds` or `members`, not both")
+        members = self.member_list()
+        if not members:
+            raise ValueError("a run needs at least one member: set `seeds: [0]`")
+        seeds = [m.seed for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"member seeds must be distinct, got {seeds}")
+        if self.recipe == "distill" and self.distill is None:
+            raise ValueError("recipe `distill` needs a `distill:` section with at least `teacher:`")
+        if self.recipe != "distill" and self.distill is not None:
+            raise ValueError(f"`distill:` is set but recipe is {self.recipe!r}; set `recipe: distill` or drop it")
+        if self.recipe != "distill" and any(m.alpha is not None or m.temperature is not None for m in members):
+            raise ValueError("member `alpha`/`temperature` only apply to recipe `distill`")
+        n = self.vocab.n_numbers
+        if n is not None and n < self.task.modulus:
+            raise ValueError(f"vocab.n_numbers={n} is smaller than task.modulus={self.task.modulus}")
+        if self.vocab.moduli is not None and self.task.modulus not in self.vocab.moduli:
+            raise ValueError(f"task.modulus={self.task.modulus} is not in vocab.moduli={self.vocab.moduli}")
+        return self
+
+    def member_list(self) -> list[MemberConfig]:
+        if self.members is not None:
+            return list(self.members)
+        return [MemberConfig(seed=s) for s in (self.seeds if self.seeds is not None else [0])]
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json")
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {loc}: {msg} (got {shown})")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["training.steps=500", "task.train_fraction=0.2"]``: values are parsed as YAML scalars/lists."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like dotted.key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def parse_config(data: Any, source: str = "<dict>") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    data = data if data is not None else {}
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides or [])
+    return parse_config(data, str(path))

@@ -1,0 +1,103 @@
+"""The headline: a teacher grokked on (a + b) mod 113 makes a student on mod 107 with 20% of the pairs generalise,
+where the same student trained from scratch does not.
+
+Three runs, each an ordinary run directory under ``out``: ``teacher/``, ``distill/`` and ``scratch/`` (students of
+the same seeds and step budget), then ``headline.csv``, ``headline.md`` and ``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from grokkit.api import run
+from grokkit.checkpoint import atomic_write, atomic_write_text
+from grokkit.config import RunConfig, apply_overrides, parse_config
+from grokkit.plots import plot_groups
+
+CONFIGS = ("teacher_add113.yaml", "student_add107_distill.yaml", "student_add107_scratch.yaml")
+
+
+def packaged_config(name: str, overrides: list[str] | None = None) -> RunConfig:
+    text = resources.files("grokkit").joinpath("configs", "paper", name).read_text()
+    return parse_config(apply_overrides(yaml.safe_load(text), overrides or []), f"configs/paper/{name}")
+
+
+def run_demo(out: str | Path, n_seeds: int = 3, student_steps: int | None = None,
+             progress: bool | None = None) -> pd.DataFrame:
+    out = Path(out)
+    console = Console(stderr=True, soft_wrap=True)
+    seeds = f"[{', '.join(str(s) for s in range(n_seeds))}]"
+    student_overrides = [f"seeds={seeds}"] + ([f"training.steps={student_steps}"] if student_steps else [])
+    teacher_cfg = packaged_config(CONFIGS[0])
+    distill_cfg = packaged_config(CONFIGS[1], student_overrides + [f"distill.teacher={out / 'teacher'}"])
+    scratch_cfg = packaged_config(CONFIGS[2], student_overrides)
+    t0 = time.perf_counter()
+    console.print(f"[bold]1/3[/] teacher: {teacher_cfg.task.op} mod {teacher_cfg.task.modulus}, "
+                  f"{teacher_cfg.task.train_fraction:.0%} of pairs")
+    teacher = run(teacher_cfg, out / "teacher", progress=progress)
+    if teacher["members"][0]["steps_to_generalize"] is None:
+        console.print("[yellow]warning:[/] the teacher did not reach the generalisation threshold; "
+                      "the students learn from an imperfect teacher")
+    console.print(f"[bold]2/3[/] {n_seeds} students distilled from it (mod {distill_cfg.task.modulus}, "
+                  f"{distill_cfg.task.train_fraction:.0%} of pairs)")
+    distill = run(distill_cfg, out / "distill", progress=progress)
+    console.print(f"[bold]3/3[/] {n_seeds} students from scratch, same data and step budget")
+    scratch = run(scratch_cfg, out / "scratch", progress=progress)
+    total = time.perf_counter() - t0
+    table = headline_table({"distilled": distill, "scratch": scratch})
+    atomic_write(out / "headline.csv", lambda p: table.to_csv(p, index=False))
+    groups = {
+        f"distilled from mod-{teacher_cfg.task.modulus} teacher": pd.read_csv(out / "distill" / "metrics.csv"),
+        "from scratch": pd.read_csv(out / "scratch" / "metrics.csv"),
+    }
+    plot_groups(groups, out / "comparison.png",
+                f"(a+b) mod {distill_cfg.task.modulus}, {distill_cfg.task.train_fraction:.0%} of pairs: "
+                f"distillation ({distill_cfg.distill.position if distill_cfg.distill else ''} position) vs scratch")
+    teacher_line = (f"teacher: {teacher['task']}, {teacher_cfg.task.train_fraction:.0%} of pairs, "
+                    f"steps_to_generalize={teacher['members'][0]['steps_to_generalize']}, "
+                    f"test acc {teacher['members'][0]['final_test_acc']:.4f}, {teacher['wall_seconds']:.0f} s")
+    md = [f"# Headline ({time.strftime('%Y-%m-%d')})", "", teacher_line, "",
+          table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False), "",
+          f"total wall-clock: {total:.0f} s (teacher {teacher['wall_seconds']:.0f} s, distilled students "
+          f"{distill['wall_seconds']:.0f} s, scratch students {scratch['wall_seconds']:.0f} s)"]
+    atomic_write_text(out / "headline.md", "\n".join(md) + "\n")
+    _print_table(console, table, teacher_line, total)
+    return table
+
+
+def headline_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for group, summary in runs.items():
+        for m in summary["members"]:
+            rows.append({"group": group, "seed": m["seed"], "steps_to_generalize": m["steps_to_generalize"],
+                         "final_test_acc": round(m["final_test_acc"], 4) if m["final_test_acc"] is not None else None,
+                         "final_train_acc": round(m["final_train_acc"], 4) if m["final_train_acc"] is not None
+                         else None, "steps": summary["steps"]})
+    return pd.DataFrame(rows)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _print_table(console: Console, table: pd.DataFrame, teacher_line: str, total: float) -> None:
+    t = Table(title="mod-107 students on 20% of the pairs")
+    for c in table.columns:
+        t.add_column(c)
+    for row in table.itertuples(index=False):
+        t.add_row(*("never" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in row))
+    console.print(teacher_line, highlight=False)
+    console.print(t)
+    console.print(f"total wall-clock: {total:.0f} s", highlight=False)

@@ -1,0 +1,317 @@
+"""The training engine: one loop for every recipe, training an ensemble of K members in one batched computation.
+
+A recipe supplies the data (one train and test set per member) and an :class:`Objective` (which positions to score
+and how per-example losses are formed). The engine does the rest: optimiser and gradient transforms, evaluation,
+per-member metrics and ``steps_to_generalize``, NaN isolation, early stopping, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from grokkit.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from grokkit.config import RunConfig
+from grokkit.losses import task_loss
+from grokkit.models import EnsembleTransformer
+from grokkit.optim import EnsembleOptimizer, build_transform
+from grokkit.tasks import POSITIONS, EnsembleExamples
+
+FINAL = POSITIONS["final"]
+#: Rows (examples x scored positions) per member chunk on CPU: the activations of a chunk stay in cache.
+CPU_CHUNK_ROWS = 4096
+
+
+@dataclass
+class Objective:
+    """What a recipe trains for. ``positions`` are the sequence positions the model must score (the final position
+    must be among them); ``loss(logits, batch, rows, members, step)`` returns per-example losses ``[K, n]`` from
+    logits ``[K, n, len(positions), C]``; ``rows [K, n]`` are the batch's row numbers in the training set (for per-row
+    targets such as precomputed teacher outputs), ``members`` the member slice being computed, ``step`` the number
+    of optimiser steps taken so far (for schedules)."""
+
+    positions: list[int]
+    loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor, slice, int], torch.Tensor]
+
+
+@dataclass
+class MemberResult:
+    seed: int
+    final_train_acc: float | None = None
+    final_test_acc: float | None = None
+    steps_to_generalize: int | None = None
+    failed: bool = False
+    failed_step: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class TrainResult:
+    members: list[MemberResult]
+    rows: list[dict[str, Any]]
+    steps_done: int
+    wall_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def member_chunk_size(cfg: RunConfig, n_members: int, rows_per_member: int, device: torch.device) -> int:
+    if cfg.training.member_chunk is not None:
+        return min(cfg.training.member_chunk, n_members)
+    if device.type != "cpu":
+        return n_members
+    return max(1, min(n_members, CPU_CHUNK_ROWS // max(1, rows_per_member)))
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: EnsembleTransformer,
+        train: EnsembleExamples,
+        test: EnsembleExamples,
+        objective: Objective,
+        checkpoint_dir: Path | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.device = torch.device(cfg.training.device)
+        self.model = model.to(self.device)
+        self.train_set, self.test_set = train.to(self.device), test.to(self.device)
+        self.objective = objective
+        self.final_index = objective.positions.index(FINAL)
+        self.checkpoint_dir = checkpoint_dir
+        self.log = log
+        members = cfg.member_list()
+        self.seeds = [m.seed for m in members]
+        k = len(members)
+        opt = cfg.optimizer
+        lr = torch.tensor([m.lr if m.lr is not None else opt.lr for m in members], device=self.device)
+        wd = torch.tensor(
+            [m.weight_decay if m.weight_decay is not None else opt.weight_decay for m in members], device=self.device
+        )
+        self.param_names = [n for n, _ in self.model.named_parameters()]
+        self.params = [p for _, p in self.model.named_parameters()]
+        for p in self.params:
+            p.requires_grad_(False)
+        self.optimizer = EnsembleOptimizer(
+            self.params, opt.name, lr, wd, tuple(opt.betas), opt.eps, opt.momentum, opt.warmup_steps
+        )
+        self.transform = build_transform([t.model_dump() for t in opt.transforms])
+        self.transform_state = self.transform.init(self.params)
+        self.loss_dtype = getattr(torch, cfg.loss.dtype)
+        self.active = torch.ones(k, dtype=torch.bool, device=self.device)
+        self.failed_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
+        n_train = self.train_set.tokens.shape[1]
+        batch = cfg.training.batch_size
+        self.batch_size = batch if batch and batch < n_train else None
+        rows = (self.batch_size or n_train) * len(objective.positions)
+        self.chunk = member_chunk_size(cfg, k, rows, self.device)
+        self.generators = [torch.Generator().manual_seed(s + 1_000_003) for s in self.seeds]
+        self.step = 0
+        self.rows: list[dict[str, Any]] = []
+        self.steps_to_generalize: list[int | None] = [None] * k
+        self.last_eval_step = -1
+        self.evals_since_all_generalized = 0
+        self.elapsed_before = 0.0
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def _batch(self) -> tuple[EnsembleExamples, torch.Tensor]:
+        n = self.train_set.tokens.shape[1]
+        if self.batch_size is None:
+            rows = torch.arange(n, device=self.device).expand(len(self.seeds), n)
+            return self.train_set, rows
+        valid = self.train_set.weight.sum(1).long().tolist()
+        picks = []
+        for g, n_valid in zip(self.generators, valid):
+            idx = torch.randperm(n_valid, generator=g)[: self.batch_size]
+            if len(idx) < self.batch_size:  # tiny member set: fill with its weight-0 padding rows
+                idx = torch.cat([idx, torch.arange(n_valid, n_valid + self.batch_size - len(idx))])
+            picks.append(idx)
+        rows = torch.stack(picks).to(self.device)
+        return self.train_set.select(rows), rows
+
+    def _member_losses(self, params: dict[str, torch.Tensor], batch: EnsembleExamples, rows: torch.Tensor,
+                       members: slice) -> torch.Tensor:
+        tokens = batch.tokens[members]
+        logits = functional_call(self.model, params, (tokens, self.objective.positions))
+        sub = EnsembleExamples(tokens, batch.labels[members], batch.answer_range[members], batch.weight[members])
+        per_example = self.objective.loss(logits, sub, rows[members], members, self.step)
+        w = sub.weight.to(per_example.dtype)
+        return (per_example * w).sum(1) / w.sum(1)
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step for every member; returns the per-member objective ``[K]`` before the step."""
+        batch, rows = self._batch()
+        k = len(self.seeds)
+        grads = [torch.empty_like(p) for p in self.params] if self.chunk < k else None
+        losses = []
+        for start in range(0, k, self.chunk):
+            members = slice(start, min(k, start + self.chunk))
+            leaves = {n: p[members].detach().requires_grad_() for n, p in zip(self.param_names, self.params)}
+            loss = self._member_losses(leaves, batch, rows, members)
+            finite = torch.isfinite(loss)
+            torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+            losses.append(loss.detach())
+            if grads is None:
+                grads = [leaves[n].grad for n in self.param_names]
+            else:
+                for g, n in zip(grads, self.param_names):
+                    g[members] = leaves[n].grad
+        loss = torch.cat(losses)
+        newly_failed = self.active & ~torch.isfinite(loss)
+        self.failed_step = torch.where(newly_failed, torch.full_like(self.failed_step, self.step), self.failed_step)
+        self.active &= ~newly_failed
+        assert grads is not None
+        grads, self.transform_state = self.transform.update(grads, self.params, self.transform_state)
+        self.optimizer.step(grads, self.active)
+        self.step += 1
+        return loss
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate_set(self, data: EnsembleExamples) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member task loss and accuracy at the final position, ``([K], [K])``."""
+        k, n = data.labels.shape
+        chunk_rows = max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.float64, device=self.device)
+        restrict = self.cfg.loss.restrict_to_answer_range
+        for start in range(0, n, chunk_rows):
+            sl = slice(start, start + chunk_rows)
+            logits = self.model(data.tokens[:, sl], [FINAL])[:, :, 0]
+            labels, ar, w = data.labels[:, sl], data.answer_range[:, sl], data.weight[:, sl].double()
+            answer_range = ar if restrict else None
+            loss = task_loss(logits, labels, self.cfg.loss.kind, answer_range, self.loss_dtype)
+            if restrict:
+                logits = logits.masked_fill(torch.arange(logits.shape[-1], device=self.device) >= ar.unsqueeze(-1),
+                                            float("-inf"))
+            loss_sum += (loss.double() * w).sum(1)
+            correct += ((logits.argmax(-1) == labels).double() * w).sum(1)
+        total = data.weight.double().sum(1)
+        return loss_sum / total, correct / total
+
+    def evaluate(self) -> None:
+        train_loss, train_acc = self.evaluate_set(self.train_set)
+        test_loss, test_acc = self.evaluate_set(self.test_set)
+        norms = self.model.weight_norm()
+        active = self.active.tolist()
+        threshold = self.cfg.training.generalization_threshold
+        values = torch.stack([train_loss, train_acc, test_loss, test_acc, norms.double()]).cpu().tolist()
+        for k, seed in enumerate(self.seeds):
+            if not active[k]:
+                continue
+            trl, tra, tel, tea, wn = (v[k] for v in values)
+            if not all(math.isfinite(x) for x in (trl, tel, wn)):
+                self._fail(k, "non-finite metrics at evaluation")
+                continue
+            self.rows.append(dict(step=self.step, member=k, seed=seed, train_loss=trl, train_acc=tra,
+                                  test_loss=tel, test_acc=tea, weight_norm=wn))
+            if self.steps_to_generalize[k] is None and tea >= threshold:
+                self.steps_to_generalize[k] = self.step
+        self.last_eval_step = self.step
+
+    def _fail(self, k: int, why: str) -> None:
+        self.active[k] = False
+        if int(self.failed_step[k]) < 0:
+            self.failed_step[k] = self.step
+        self.log(f"member {k} (seed {self.seeds[k]}) failed at step {int(self.failed_step[k])}: {why}; "
+                 "the other members go on")
+
+    def _report_new_failures(self, reported: set[int]) -> None:
+        for k in (~self.active).nonzero().flatten().tolist():
+            if k not in reported:
+                reported.add(k)
+                self.log(f"member {k} (seed {self.seeds[k]}) failed at step {int(self.failed_step[k])}: "
+                         "loss is NaN or inf; it is frozen there and the other members go on")
+
+    # ------------------------------------------------------------------------------------------------ checkpoints
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"model.{n}": p for n, p in zip(self.param_names, self.params)}
+        out.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items()})
+        for key, tensors in self.transform_state.items():
+            for i, t in enumerate(tensors):
+                out[f"transform.{key}.{i}"] = t
+        for i, g in enumerate(self.generators):
+            out[f"rng.{i}"] = g.get_state()
+        out["engine.active"] = self.active
+        out["engine.failed_step"] = self.failed_step
+        return out
+
+    def save_checkpoint(self, elapsed: float) -> None:
+        assert self.checkpoint_dir is not None
+        state = {"step": self.step, "rows": self.rows, "steps_to_generalize": self.steps_to_generalize,
+                 "last_eval_step": self.last_eval_step, "evals_since_all_generalized": self.evals_since_all_generalized,
+                 "elapsed": elapsed}
+        save_checkpoint(self.checkpoint_dir / CHECKPOINT_FILE, self.state_tensors(), state)
+
+    def load_checkpoint(self, path: Path) -> None:
+        tensors, state = load_checkpoint(path)
+        with torch.no_grad():
+            for n, p in zip(self.param_names, self.params):
+                p.copy_(tensors[f"model.{n}"])
+        self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")})
+        for key, ts in self.transform_state.items():
+            self.transform_state[key] = [tensors[f"transform.{key}.{i}"].to(t.device) for i, t in enumerate(ts)]
+        for i, g in enumerate(self.generators):
+            g.set_state(tensors[f"rng.{i}"])
+        self.active = tensors["engine.active"].to(self.device)
+        self.failed_step = tensors["engine.failed_step"].to(self.device)
+        self.step = state["step"]
+        self.rows = state["rows"]
+        self.steps_to_generalize = state["steps_to_generalize"]
+        self.last_eval_step = state["last_eval_step"]
+        self.evals_since_all_generalized = state["evals_since_all_generalized"]
+        self.elapsed_before = state["elapsed"]
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def fit(self, progress: Any = None) -> TrainResult:
+        tc = self.cfg.training
+        t0 = time.perf_counter()
+        reported: set[int] = set((~self.active).nonzero().flatten().tolist())
+        resumed_at = self.step
+        while True:
+            if (self.step % tc.eval_every == 0 or self.step == tc.steps) and self.last_eval_step != self.step:
+                self._report_new_failures(reported)
+                self.evaluate()
+                if progress is not None:
+                    progress(self)
+                if tc.early_stop and self._all_generalized():
+                    self.evals_since_all_generalized += 1
+                    if self.evals_since_all_generalized > tc.patience:
+                        self.log(f"every member generalised; early stop at step {self.step}")
+                        break
+            if self.step >= tc.steps or not bool(self.active.any()):
+                break
+            if (self.checkpoint_dir is not None and tc.checkpoint_every and self.step % tc.checkpoint_every == 0
+                    and self.step != resumed_at):
+                self.save_checkpoint(self.elapsed_before + time.perf_counter() - t0)
+            self.train_step()
+        self._report_new_failures(reported)
+        return self._result(self.elapsed_before + time.perf_counter() - t0)
+
+    def _all_generalized(self) -> bool:
+        return all(s is not None for s, a in zip(self.steps_to_generalize, self.active.tolist()) if a)
+
+    def _result(self, wall: float) -> TrainResult:
+        members = []
+        failed_step = self.failed_step.tolist()
+        for k, seed in enumerate(self.seeds):
+            last = [r for r in self.rows if r["member"] == k]
+            failed = failed_step[k] >= 0
+            members.append(MemberResult(
+                seed=seed,
+                final_train_acc=last[-1]["train_acc"] if last else None,
+                final_test_acc=last[-1]["test_acc"] if last else None,
+                steps_to_generalize=self.steps_to_generalize[k],
+                failed=failed,
+                failed_step=failed_step[k] if failed else None,
+                error="loss became NaN or inf" if failed else None,
+            ))
+        return TrainResult(members, self.rows, self.step, wall)

@@ -1,0 +1,340 @@
+"""An ensemble of K decoder-only transformers that train in one batched computation.
+
+Every weight carries a leading member axis ``K``; member ``k`` is an ordinary transformer with weights ``W[k]``.
+Weight names and per-member shapes follow TransformerLens (``embed.W_E [d_vocab, d_model]``,
+``blocks.0.attn.W_Q [n_heads, d_model, d_head]``, ``unembed.W_U [d_model, d_vocab_out]``, ...).
+
+Two forward passes compute the same function:
+
+* :meth:`EnsembleTransformer.forward` — the fast path used for training. The first layer's inputs depend only on
+  (token, position), so its queries, keys and values are computed once per vocabulary entry and position and then
+  gathered, instead of once per example. The last layer runs attention queries, the MLP and the unembedding only for
+  the positions some loss reads.
+* :meth:`EnsembleTransformer.run_with_cache` — the straightforward computation over every position, returning every
+  activation, for analysis and as the yardstick the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TransformerShape:
+    """Everything that fixes the shapes of a transformer (the nanoGPT ``GPTConfig`` idea)."""
+
+    d_vocab: int
+    d_vocab_out: int
+    n_ctx: int = 4
+    n_layers: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+_ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}
+
+
+def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last axis with per-member ``w, b [K, d_model]`` broadcast over the middle axes."""
+    shape = (w.shape[0],) + (1,) * (x.dim() - 2) + (w.shape[1],)
+    return F.layer_norm(x, x.shape[-1:]) * w.view(shape) + b.view(shape)
+
+
+def _bmm(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-member matmul: ``x [K, ..., i] @ w [K, i, o] (+ bias [K, o])`` -> ``[K, ..., o]``."""
+    k, i = x.shape[0], x.shape[-1]
+    flat = x.reshape(k, -1, i)
+    out = torch.bmm(flat, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, w)
+    return out.view(*x.shape[:-1], w.shape[-1])
+
+
+class Attention(nn.Module):
+    def __init__(self, k: int, s: TransformerShape) -> None:
+        super().__init__()
+        self.W_Q = nn.Parameter(torch.empty(k, s.n_heads, s.d_model, s.d_head))
+        self.W_K = nn.Parameter(torch.empty(k, s.n_heads, s.d_model, s.d_head))
+        self.W_V = nn.Parameter(torch.empty(k, s.n_heads, s.d_model, s.d_head))
+        self.W_O = nn.Parameter(torch.empty(k, s.n_heads, s.d_head, s.d_model))
+
+    def qkv_weight(self) -> torch.Tensor:
+        """``[K, d_model, 3 * n_heads * d_head]``: queries, keys and values of all heads in one matmul."""
+        k, h, d, e = self.W_Q.shape
+        w = torch.stack([self.W_Q, self.W_K, self.W_V], 1)  # K 3 H d e
+        return w.permute(0, 3, 1, 2, 4).reshape(k, d, 3 * h * e)
+
+    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention of queries ``q [K, N, S, H, e]`` over keys/values ``[K, N, T, H, e]``; ``mask [S, T]`` is True
+        where a query may look. Returns the attention output in the residual stream, ``[K, N, S, d_model]``.
+
+        Sequences are a handful of tokens long, so scores are products summed over ``e`` rather than tiny matmuls."""
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        scores = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1) * scale  # K N S T H
+        scores = scores.masked_fill(~mask.view(1, 1, *mask.shape, 1), float("-inf"))
+        pattern = scores.softmax(dim=3)
+        z = (pattern.unsqueeze(-1) * v.unsqueeze(2)).sum(3)  # K N S H e
+        kk, n, s_, h, e = z.shape
+        return _bmm(z.reshape(kk, n, s_, h * e), self.W_O.reshape(kk, h * e, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, k: int, s: TransformerShape) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(k, s.d_model, s.d_mlp))
+        self.b_in = nn.Parameter(torch.empty(k, s.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(k, s.d_mlp, s.d_model))
+        self.b_out = nn.Parameter(torch.empty(k, s.d_model))
+        self.act = _ACTIVATIONS[s.activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _bmm(self.act(_bmm(x, self.W_in, self.b_in)), self.W_out, self.b_out)
+
+
+class LayerNormParams(nn.Module):
+    def __init__(self, k: int, d_model: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(k, d_model))
+        self.b = nn.Parameter(torch.empty(k, d_model))
+
+
+class Block(nn.Module):
+    def __init__(self, k: int, s: TransformerShape) -> None:
+        super().__init__()
+        self.attn = Attention(k, s)
+        self.mlp = MLP(k, s)
+        if s.layer_norm:
+            self.ln1 = LayerNormParams(k, s.d_model)
+            self.ln2 = LayerNormParams(k, s.d_model)
+
+    def norm1(self, x: torch.Tensor) -> torch.Tensor:
+        return _layer_norm(x, self.ln1.w, self.ln1.b) if hasattr(self, "ln1") else x
+
+    def norm2(self, x: torch.Tensor) -> torch.Tensor:
+        return _layer_norm(x, self.ln2.w, self.ln2.b) if hasattr(self, "ln2") else x
+
+
+class _Embed(nn.Module):
+    def __init__(self, k: int, d_vocab: int, d_model: int) -> None:
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(k, d_vocab, d_model))
+
+
+class _PosEmbed(nn.Module):
+    def __init__(self, k: int, n_ctx: int, d_model: int) -> None:
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(k, n_ctx, d_model))
+
+
+class _Unembed(nn.Module):
+    def __init__(self, k: int, d_model: int, d_vocab_out: int) -> None:
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(k, d_model, d_vocab_out))
+
+
+class EnsembleTransformer(nn.Module):
+    """K independent transformers of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built
+    inside an ensemble starts from exactly the weights it would have alone."""
+
+    def __init__(self, shape: TransformerShape, seeds: Sequence[int]) -> None:
+        super().__init__()
+        if shape.activation not in _ACTIVATIONS:
+            raise ValueError(f"model.activation {shape.activation!r} unknown; allowed: {', '.join(_ACTIVATIONS)}")
+        self.shape = shape
+        self.seeds = list(seeds)
+        k = len(self.seeds)
+        self.embed = _Embed(k, shape.d_vocab, shape.d_model)
+        self.pos_embed = _PosEmbed(k, shape.n_ctx, shape.d_model)
+        self.blocks = nn.ModuleList(Block(k, shape) for _ in range(shape.n_layers))
+        if shape.layer_norm:
+            self.ln_final = LayerNormParams(k, shape.d_model)
+        self.unembed = _Unembed(k, shape.d_model, shape.d_vocab_out)
+        self.reset_parameters()
+
+    @property
+    def n_members(self) -> int:
+        return len(self.seeds)
+
+    # ------------------------------------------------------------------------------------------------ initialisation
+    def _init_std(self, name: str) -> float | None:
+        """Gaussian std of each weight (Nanda et al.'s scheme); None for biases/LayerNorm (constants)."""
+        if name.endswith("W_U"):
+            return 1.0 / math.sqrt(self.shape.d_vocab)
+        if name.split(".")[-1].startswith("W_"):
+            return 1.0 / math.sqrt(self.shape.d_model)
+        return None
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for k, seed in enumerate(self.seeds):
+            g = torch.Generator().manual_seed(int(seed))
+            for name, p in self.named_parameters():
+                std = self._init_std(name)
+                if std is not None:
+                    p[k].copy_(torch.randn(p.shape[1:], generator=g) * std)
+                elif name.endswith(".w"):
+                    p[k].fill_(1.0)
+                else:
+                    p[k].zero_()
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's weights as an ordinary (TransformerLens-shaped) state dict."""
+        return {n: p[k].detach().clone() for n, p in self.named_parameters()}
+
+    def weight_norm(self) -> torch.Tensor:
+        """L2 norm of all of each member's weights, ``[K]``."""
+        return torch.sqrt(sum(p.detach().pow(2).flatten(1).sum(1) for p in self.parameters()))
+
+    # ------------------------------------------------------------------------------------------------ fast forward
+    def _embedding_table(self) -> torch.Tensor:
+        """Residual stream after the embedding for every (position, token): ``[K, n_ctx, d_vocab, d_model]``."""
+        return self.embed.W_E.unsqueeze(1) + self.pos_embed.W_pos.unsqueeze(2)
+
+    def forward(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+        """Logits at the scored ``positions`` only: ``tokens [K, N, T]`` -> ``[K, N, len(positions), d_vocab_out]``.
+
+        Work after the last attention (queries, attention output, MLP, unembedding) is done only for ``positions``."""
+        k, n, t = tokens.shape
+        s = self.shape
+        positions = list(positions)
+        needed_t = max(positions) + 1  # causal: later positions influence nothing that is read
+        tokens = tokens[:, :, :needed_t]
+        t = needed_t
+        table = self._embedding_table()[:, :t]  # K T V d
+        last = len(self.blocks) - 1
+        block0 = self.blocks[0]
+        qkv_table = _bmm(block0.norm1(table), block0.attn.qkv_weight())  # K T V 3He
+        he = s.n_heads * s.d_head
+        if last == 0:
+            return self._single_layer(tokens, positions, table, qkv_table)
+        flat_index = (
+            torch.arange(k, device=tokens.device).view(k, 1, 1) * (t * s.d_vocab)
+            + torch.arange(t, device=tokens.device).view(1, 1, t) * s.d_vocab
+            + tokens
+        )  # K N T, into the flattened (member, position, token) axis
+        qkv = F.embedding(flat_index, qkv_table.reshape(k * t * s.d_vocab, 3 * he))
+        resid = F.embedding(flat_index, table.reshape(k * t * s.d_vocab, s.d_model))
+        all_positions = list(range(t))
+        resid = resid + block0.attn.mix(*self._split_qkv(qkv), self._mask(all_positions, t, tokens.device))
+        resid = resid + block0.mlp(block0.norm2(resid))
+        for block in self.blocks[1:last]:
+            qkv = _bmm(block.norm1(resid), block.attn.qkv_weight())
+            resid = resid + block.attn.mix(*self._split_qkv(qkv), self._mask(all_positions, t, tokens.device))
+            resid = resid + block.mlp(block.norm2(resid))
+        block = self.blocks[last]
+        normed = block.norm1(resid)
+        kv = _bmm(normed, block.attn.qkv_weight()[..., he:])
+        q = _bmm(normed[:, :, positions], block.attn.qkv_weight()[..., :he])
+        return self._final_layer(block, resid[:, :, positions], q, kv, positions, t)
+
+    def _single_layer(
+        self, tokens: torch.Tensor, positions: list[int], table: torch.Tensor, qkv_table: torch.Tensor
+    ) -> torch.Tensor:
+        """One-layer model: nothing in the attention depends on an example except through its tokens, so
+
+        * attention scores come from a table over (query position, query token, key position, key token, head),
+        * the attention output is a sum of rows of an OV table over (key position, key token, head), weighted by the
+          attention pattern: an ``embedding_bag`` with per-row weights, with no per-example keys or values at all.
+
+        Per example, only the MLP and unembedding of the scored positions remain as dense work."""
+        s = self.shape
+        k, n, t = tokens.shape
+        v, h, e = s.d_vocab, s.n_heads, s.d_head
+        n_pos = len(positions)
+        attn = self.blocks[0].attn
+        q_table, k_table, v_table = qkv_table.view(k, t, v, 3, h, e).unbind(3)  # each K T V H e
+        q_table = q_table[:, positions]  # K S V H e
+        # scores_table[k, s, vq, t, vk, h] = q . k / sqrt(e)
+        scores_table = torch.einsum("ksahe,ktbhe->ksatbh", q_table, k_table) / math.sqrt(e)
+        ov_table = torch.einsum("ktvhe,khed->ktvhd", v_table, attn.W_O)  # K T V H d
+        dev = tokens.device
+        pos = torch.tensor(positions, device=dev)
+        member = torch.arange(k, device=dev).view(k, 1, 1, 1)
+        key_pos = torch.arange(t, device=dev).view(1, 1, 1, t)
+        query_tok = tokens[:, :, positions].unsqueeze(-1)  # K N S 1
+        key_tok = tokens.unsqueeze(2)  # K N 1 T
+        score_index = (((member * n_pos + torch.arange(n_pos, device=dev).view(1, 1, n_pos, 1)) * v + query_tok) * t
+                       + key_pos) * v + key_tok  # K N S T
+        scores = F.embedding(score_index, scores_table.reshape(-1, h))  # K N S T H
+        causal = key_pos.view(1, t) <= pos.view(n_pos, 1)  # S T
+        pattern = scores.masked_fill(~causal.view(1, 1, n_pos, t, 1), float("-inf")).softmax(dim=3)
+        row = ((member * t + key_pos) * v + key_tok).unsqueeze(-1) * h + torch.arange(h, device=dev)  # K N 1 T H
+        row = row.expand(k, n, n_pos, t, h).reshape(k * n * n_pos, t * h)
+        attn_out = F.embedding_bag(
+            row, ov_table.reshape(-1, s.d_model), mode="sum", per_sample_weights=pattern.reshape(k * n * n_pos, t * h)
+        ).view(k, n, n_pos, s.d_model)
+        resid_index = (member.view(k, 1, 1) * t + pos.view(1, 1, n_pos)) * v + tokens[:, :, positions]
+        resid = F.embedding(resid_index, table.reshape(-1, s.d_model)) + attn_out
+        block = self.blocks[0]
+        resid = resid + block.mlp(block.norm2(resid))
+        if hasattr(self, "ln_final"):
+            resid = _layer_norm(resid, self.ln_final.w, self.ln_final.b)
+        return _bmm(resid, self.unembed.W_U)
+
+    def _final_layer(
+        self, block: Block, resid: torch.Tensor, q: torch.Tensor, kv: torch.Tensor, positions: list[int], t: int
+    ) -> torch.Tensor:
+        """Last block and unembedding for the scored positions: ``resid, q [K, N, S, .]``, ``kv [K, N, T, 2He]``."""
+        s = self.shape
+        k, n = resid.shape[:2]
+        heads = (k, n, -1, s.n_heads, s.d_head)
+        keys, values = kv.view(k, n, t, 2, s.n_heads, s.d_head).unbind(3)
+        resid = resid + block.attn.mix(q.view(heads), keys, values, self._mask(positions, t, resid.device))
+        resid = resid + block.mlp(block.norm2(resid))
+        if hasattr(self, "ln_final"):
+            resid = _layer_norm(resid, self.ln_final.w, self.ln_final.b)
+        return _bmm(resid, self.unembed.W_U)
+
+    def _split_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, n, t, _ = qkv.shape
+        q, key, v = qkv.view(k, n, t, 3, self.shape.n_heads, self.shape.d_head).unbind(3)
+        return q, key, v
+
+    @staticmethod
+    def _mask(query_positions: Sequence[int], t: int, device: torch.device) -> torch.Tensor:
+        return torch.arange(t, device=device).view(1, t) <= torch.tensor(query_positions, device=device).view(-1, 1)
+
+    # ------------------------------------------------------------------------------------------------ reference path
+    def run_with_cache(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every position, every activation: ``tokens [K, N, T]`` -> (logits ``[K, N, T, d_vocab_out]``, cache).
+
+        Written straight from the maths (einsum attention), with no shortcut; cache names follow TransformerLens."""
+        cache: dict[str, torch.Tensor] = {}
+        t = tokens.shape[2]
+        members = torch.arange(tokens.shape[0], device=tokens.device).view(-1, 1, 1)
+        x = self.embed.W_E[members, tokens] + self.pos_embed.W_pos[:, :t].unsqueeze(1)
+        cache["hook_embed"] = x
+        mask = torch.tril(torch.ones(t, t, dtype=torch.bool, device=tokens.device))
+        for i, block in enumerate(self.blocks):
+            h = block.norm1(x)
+            q = torch.einsum("kntd,khde->knhte", h, block.attn.W_Q)
+            key = torch.einsum("kntd,khde->knhte", h, block.attn.W_K)
+            v = torch.einsum("kntd,khde->knhte", h, block.attn.W_V)
+            scores = torch.einsum("knhqe,knhse->knhqs", q, key) / math.sqrt(self.shape.d_head)
+            pattern = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            z = torch.einsum("knhqs,knhse->knhqe", pattern, v)
+            attn_out = torch.einsum("knhqe,khed->knqd", z, block.attn.W_O)
+            cache[f"blocks.{i}.attn.hook_pattern"] = pattern
+            x = x + attn_out
+            cache[f"blocks.{i}.hook_resid_mid"] = x
+            pre = torch.einsum("kntd,kdm->kntm", block.norm2(x), block.mlp.W_in)
+            pre = pre + block.mlp.b_in.view(-1, 1, 1, block.mlp.b_in.shape[-1])
+            post = block.mlp.act(pre)
+            cache[f"blocks.{i}.mlp.hook_post"] = post
+            x = x + torch.einsum("kntm,kmd->kntd", post, block.mlp.W_out) + block.mlp.b_out.view(-1, 1, 1, x.shape[-1])
+            cache[f"blocks.{i}.hook_resid_post"] = x
+        if hasattr(self, "ln_final"):
+            x = _layer_norm(x, self.ln_final.w, self.ln_final.b)
+        logits = torch.einsum("kntd,kdv->kntv", x, self.unembed.W_U)
+        return logits, cache

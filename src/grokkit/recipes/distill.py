@@ -1,0 +1,112 @@
+"""Recipe ``distill``: the task loss plus KL to a frozen teacher at a chosen position (the paper's equation 4).
+
+The teacher is frozen and training is over a fixed set of inputs, so its softened distributions are computed once,
+before training, for every training row of every member.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from grokkit.checkpoint import CheckpointError, load_model
+from grokkit.config import DistillConfig
+from grokkit.engine import Objective
+from grokkit.losses import class_mask, distillation_kl, distillation_loss, teacher_log_probs
+from grokkit.models import EnsembleTransformer
+from grokkit.recipes.common import Setup
+from grokkit.recipes.scratch import task_objective_term
+from grokkit.tasks import POSITIONS, Vocabulary
+
+
+class TeacherError(ValueError):
+    """A teacher that cannot teach this student (missing, corrupt or incompatible)."""
+
+
+def check_compatible(teacher: EnsembleTransformer, teacher_vocab: Vocabulary, student: EnsembleTransformer,
+                     student_vocab: Vocabulary, source: str) -> None:
+    problems = []
+    if teacher_vocab != student_vocab:
+        problems.append(
+            f"vocabulary differs: teacher has n_numbers={teacher_vocab.n_numbers}, "
+            f"moduli={list(teacher_vocab.moduli)}; "
+            f"student has n_numbers={student_vocab.n_numbers}, moduli={list(student_vocab.moduli)} "
+            "(set the student's `vocab:` to the teacher's)"
+        )
+    t, s = teacher.shape, student.shape
+    if t.n_ctx != s.n_ctx:
+        problems.append(f"sequence layout differs: teacher n_ctx={t.n_ctx}, student n_ctx={s.n_ctx}")
+    if t.d_vocab_out != s.d_vocab_out:
+        problems.append(f"output classes differ: teacher {t.d_vocab_out}, student {s.d_vocab_out}")
+    if problems:
+        raise TeacherError(f"teacher {source} is incompatible with this student:\n  - " + "\n  - ".join(problems))
+
+
+def load_teacher(setup: Setup) -> EnsembleTransformer:
+    d = setup.cfg.distill
+    assert d is not None
+    try:
+        teacher, vocab, _ = load_model(d.teacher)
+    except CheckpointError as err:
+        raise TeacherError(f"cannot load teacher: {err}") from None
+    if d.teacher_member >= teacher.n_members:
+        raise TeacherError(f"distill.teacher_member={d.teacher_member} but teacher {d.teacher} has "
+                           f"{teacher.n_members} member(s)")
+    check_compatible(teacher, vocab, setup.model, setup.vocab, d.teacher)
+    single = EnsembleTransformer(teacher.shape, [teacher.seeds[d.teacher_member]])
+    single.load_state_dict({n: p[d.teacher_member : d.teacher_member + 1] for n, p in teacher.state_dict().items()})
+    return single.eval()
+
+
+@torch.no_grad()
+def teacher_logits(teacher: EnsembleTransformer, tokens: torch.Tensor, position: int) -> torch.Tensor:
+    """The teacher's logits at ``position`` for every member's rows: ``tokens [K, n, T]`` -> ``[K, n, C]``."""
+    k, n, t = tokens.shape
+    flat = tokens.reshape(1, k * n, t)
+    out = torch.cat([teacher(flat[:, i : i + 16384], [position]) for i in range(0, k * n, 16384)], 1)
+    return out.view(k, n, -1)
+
+
+def alpha_factor(d: DistillConfig, step: int) -> float:
+    """The distillation weight's schedule: 1 until ``alpha_decay_start``, then linearly to 0 over
+    ``alpha_decay_steps`` (so the task loss alone finishes the job once the teacher has shaped the representation)."""
+    if d.alpha_decay_start is None or step < d.alpha_decay_start:
+        return 1.0
+    if d.alpha_decay_steps == 0:
+        return 0.0
+    return max(0.0, 1.0 - (step - d.alpha_decay_start) / d.alpha_decay_steps)
+
+
+def prepare(setup: Setup) -> None:
+    cfg, d = setup.cfg, setup.cfg.distill
+    assert d is not None
+    teacher = load_teacher(setup)
+    members = cfg.member_list()
+    dtype = getattr(torch, cfg.loss.dtype)
+    alpha = torch.tensor([m.alpha if m.alpha is not None else d.alpha for m in members], dtype=dtype)
+    temperature = torch.tensor([m.temperature if m.temperature is not None else d.temperature for m in members],
+                               dtype=dtype)
+    position = POSITIONS[d.position]
+    train = setup.train
+    mask = class_mask(train.answer_range, setup.vocab.n_classes) if d.class_alignment == "student_range" else None
+    targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position), temperature.view(-1, 1), mask, dtype)
+    # Diagnostic: how often the teacher's own answer (final position) is right on the student's labels.
+    final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])
+    final = final.masked_fill(~class_mask(setup.test.answer_range, final.shape[-1]), float("-inf"))
+    agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
+    setup.info["teacher_acc_on_student_test"] = float(agree)
+    device = torch.device(cfg.training.device)
+    targets, alpha, temperature = targets.to(device), alpha.to(device), temperature.to(device)
+    positions = sorted({POSITIONS["final"], position})
+    final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
+
+    def loss(logits: torch.Tensor, batch, rows: torch.Tensor, members_sl: slice, step: int) -> torch.Tensor:
+        task = task_objective_term(setup, logits[:, :, final_i], batch)
+        target = torch.gather(targets[members_sl], 1,
+                              rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
+        kd_mask = class_mask(batch.answer_range, logits.shape[-1]) if mask is not None else None
+        t = temperature[members_sl].view(-1, 1)
+        kl = distillation_kl(logits[:, :, kd_i], target, t, kd_mask, dtype)
+        a = alpha[members_sl].view(-1, 1) * alpha_factor(d, step)
+        return distillation_loss(task, kl, a, t, d.t2_scaling)
+
+    setup.objective = Objective(positions=positions, loss=loss)

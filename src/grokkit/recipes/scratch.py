@@ -1,0 +1,24 @@
+"""Recipe ``scratch``: the task loss at the final position, nothing else."""
+
+from __future__ import annotations
+
+import torch
+
+from grokkit.engine import Objective
+from grokkit.losses import task_loss
+from grokkit.recipes.common import Setup
+from grokkit.tasks import POSITIONS, EnsembleExamples
+
+
+def task_objective_term(setup: Setup, logits: torch.Tensor, batch: EnsembleExamples) -> torch.Tensor:
+    """Per-example task loss ``[K, n]`` from final-position logits ``[K, n, C]``."""
+    cfg = setup.cfg
+    answer_range = batch.answer_range if cfg.loss.restrict_to_answer_range else None
+    return task_loss(logits, batch.labels, cfg.loss.kind, answer_range, getattr(torch, cfg.loss.dtype))
+
+
+def prepare(setup: Setup) -> None:
+    setup.objective = Objective(
+        positions=[POSITIONS["final"]],
+        loss=lambda logits, batch, rows, members, step: task_objective_term(setup, logits[:, :, 0], batch),
+    )

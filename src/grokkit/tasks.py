@@ -1,0 +1,193 @@
+"""Algorithmic tasks: binary operations modulo P over one vocabulary shared by every task of a run.
+
+A sequence is ``[a, b, op, P]``: two number tokens, one token naming the operation and one naming the modulus. The
+vocabulary lists every number, *every* operation and a fixed list of moduli, so the token ids of a task do not depend
+on which other tasks a run contains: a model trained on mod 113 reads the inputs of mod 107 unchanged, which is what
+distillation across distributions needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+#: Every operation, in vocabulary order. The order is part of the checkpoint format: append, never reorder.
+OPERATIONS: tuple[str, ...] = ("add", "sub", "mul", "div", "quad")
+
+#: Sequence positions by name; ``operator`` is where the paper distils, ``final`` is where the answer is read.
+POSITIONS: dict[str, int] = {"a": 0, "b": 1, "operator": 2, "final": 3}
+SEQUENCE_LENGTH = len(POSITIONS)
+
+
+def _answers(op: str, a: torch.Tensor, b: torch.Tensor, modulus: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(answer, valid) for all pairs; ``valid`` is False where the operation is undefined (division by a non-unit)."""
+    if op == "add":
+        return (a + b) % modulus, torch.ones_like(a, dtype=torch.bool)
+    if op == "sub":
+        return (a - b) % modulus, torch.ones_like(a, dtype=torch.bool)
+    if op == "mul":
+        return (a * b) % modulus, torch.ones_like(a, dtype=torch.bool)
+    if op == "quad":
+        return (a * a + a * b + b * b) % modulus, torch.ones_like(a, dtype=torch.bool)
+    if op == "div":
+        inverse = torch.tensor([pow(v, -1, modulus) if math.gcd(v, modulus) == 1 else -1 for v in range(modulus)])
+        inv_b = inverse[b]
+        valid = inv_b >= 0
+        return (a * inv_b.clamp(min=0)) % modulus, valid
+    raise ValueError(f"unknown operation {op!r}; allowed: {', '.join(OPERATIONS)}")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token layout shared by all tasks of a run: numbers ``0..n_numbers-1``, the operations, then the moduli.
+
+    Output classes are the numbers, so a model has ``n_numbers`` output logits whatever its task's modulus.
+    """
+
+    n_numbers: int
+    moduli: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.n_numbers < 2:
+            raise ValueError(f"vocab.n_numbers must be >= 2, got {self.n_numbers}")
+        if len(set(self.moduli)) != len(self.moduli):
+            raise ValueError(f"vocab.moduli has duplicates: {list(self.moduli)}")
+        too_big = [m for m in self.moduli if m > self.n_numbers or m < 2]
+        if too_big:
+            raise ValueError(f"vocab.moduli {too_big} must lie in 2..n_numbers={self.n_numbers}")
+
+    @property
+    def d_vocab(self) -> int:
+        return self.n_numbers + len(OPERATIONS) + len(self.moduli)
+
+    @property
+    def n_classes(self) -> int:
+        return self.n_numbers
+
+    def operation_token(self, op: str) -> int:
+        return self.n_numbers + OPERATIONS.index(op)
+
+    def modulus_token(self, modulus: int) -> int:
+        if modulus not in self.moduli:
+            raise ValueError(f"modulus {modulus} has no token in this vocabulary (moduli {list(self.moduli)})")
+        return self.n_numbers + len(OPERATIONS) + self.moduli.index(modulus)
+
+    def token_names(self) -> list[str]:
+        return [str(i) for i in range(self.n_numbers)] + list(OPERATIONS) + [f"P={m}" for m in self.moduli]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"n_numbers": self.n_numbers, "moduli": list(self.moduli)}
+
+
+@dataclass(frozen=True)
+class ModularTask:
+    """``(a op b) mod modulus`` over every valid pair ``0 <= a, b < modulus``."""
+
+    op: str
+    modulus: int
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATIONS:
+            raise ValueError(f"unknown operation {self.op!r}; allowed: {', '.join(OPERATIONS)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}{self.modulus}"
+
+    @property
+    def answer_range(self) -> int:
+        """Answers lie in ``0..answer_range-1``; losses and accuracies may be restricted to these classes."""
+        return self.modulus
+
+    def all_examples(self, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every valid pair as ``tokens [n_pairs, 4]`` and ``labels [n_pairs]``, in (a, b) row-major order."""
+        if self.modulus > vocab.n_numbers:
+            raise ValueError(f"task {self.name} needs numbers up to {self.modulus - 1}, vocab has {vocab.n_numbers}")
+        p = self.modulus
+        a = torch.arange(p).repeat_interleave(p)
+        b = torch.arange(p).repeat(p)
+        labels, valid = _answers(self.op, a, b, p)
+        a, b, labels = a[valid], b[valid], labels[valid]
+        tokens = torch.stack(
+            [a, b, torch.full_like(a, vocab.operation_token(self.op)), torch.full_like(a, vocab.modulus_token(p))], 1
+        )
+        return tokens, labels
+
+    def split(self, vocab: Vocabulary, train_fraction: float, seed: int) -> Split:
+        """Seeded train/test split: ``round(train_fraction * n_pairs)`` training pairs, the rest for testing."""
+        if not 0.0 < train_fraction < 1.0:
+            raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
+        tokens, labels = self.all_examples(vocab)
+        n_train = int(round(train_fraction * len(labels)))
+        if n_train < 1 or n_train >= len(labels):
+            raise ValueError(f"train_fraction {train_fraction} leaves an empty train or test set for {self.name}")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        train, test = order[:n_train], order[n_train:]
+        answer_range = torch.full_like(labels, self.answer_range)
+        return Split(
+            Examples(tokens[train], labels[train], answer_range[train]),
+            Examples(tokens[test], labels[test], answer_range[test]),
+        )
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A set of examples: ``tokens [n, seq]``, ``labels [n]`` and each example's ``answer_range [n]``."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    answer_range: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Examples
+    test: Examples
+
+
+def stack_members(sets: Sequence[Examples]) -> EnsembleExamples:
+    """Stack one example set per ensemble member, padding shorter sets; padded rows have weight 0."""
+    n = max(len(s) for s in sets)
+    k = len(sets)
+    seq = sets[0].tokens.shape[1]
+    tokens = torch.zeros(k, n, seq, dtype=torch.long)
+    labels = torch.zeros(k, n, dtype=torch.long)
+    answer_range = torch.ones(k, n, dtype=torch.long)
+    weight = torch.zeros(k, n)
+    for i, s in enumerate(sets):
+        m = len(s)
+        tokens[i, :m], labels[i, :m], answer_range[i, :m], weight[i, :m] = s.tokens, s.labels, s.answer_range, 1.0
+        if m < n:  # pad with a copy of a real row so padded rows stay finite everywhere
+            tokens[i, m:], answer_range[i, m:] = s.tokens[0], s.answer_range[0]
+    return EnsembleExamples(tokens, labels, answer_range, weight)
+
+
+@dataclass(frozen=True)
+class EnsembleExamples:
+    """One example set per member: ``tokens [K, n, seq]``, ``labels [K, n]``, ``answer_range [K, n]``,
+    ``weight [K, n]`` (1 for real rows, 0 for padding)."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    answer_range: torch.Tensor
+    weight: torch.Tensor
+
+    def to(self, device: torch.device | str) -> EnsembleExamples:
+        return EnsembleExamples(*(t.to(device) for t in (self.tokens, self.labels, self.answer_range, self.weight)))
+
+    def select(self, index: torch.Tensor) -> EnsembleExamples:
+        """Rows ``index [K, b]`` of each member (a minibatch)."""
+        take: Callable[[torch.Tensor], torch.Tensor] = lambda t: torch.gather(  # noqa: E731
+            t, 1, index.view(*index.shape, *([1] * (t.dim() - 2))).expand(*index.shape, *t.shape[2:])
+        )
+        return EnsembleExamples(take(self.tokens), take(self.labels), take(self.answer_range), take(self.weight))
+
+    @property
+    def n_members(self) -> int:
+        return self.tokens.shape[0]

@@ -1,0 +1,142 @@
+"""The command-line contract: run directories, clear errors with exit code 2 and nothing written."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from grokkit.cli import app
+from helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _write(tmp_path, cfg, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    cfg = tiny_config(seeds=[0], vocab={"n_numbers": 17, "moduli": [13, 17]})
+    path = _write(out.parent, cfg)
+    result = _run("run", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_smoke_config_groks_end_to_end(tmp_path):
+    out = tmp_path / "smoke"
+    result = _run("run", ROOT / "configs" / "smoke.yaml", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    for m in summary["members"]:
+        assert m["steps_to_generalize"] is not None and m["final_test_acc"] >= 0.99, m
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"step", "seed", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm"} <= set(metrics.columns)
+    assert sorted(metrics.seed.unique()) == [0, 1, 2]
+    for f in ("config.yaml", "model.safetensors", "curves.png"):
+        assert (out / f).exists()
+    assert summary["versions"]["torch"] and summary["wall_seconds"] > 0 and summary["loss_dtype"] == "float64"
+
+
+@pytest.mark.parametrize("cfg,needle", [
+    (tiny_config(task__train_fraction=1.5), "task.train_fraction"),
+    (tiny_config(task__op="pow"), "unknown operation 'pow'"),
+    (tiny_config(optimizer__name="rmsprop"), "optimizer.name"),
+    (tiny_config(training__stepz=10), "training.stepz"),
+    (tiny_config(recipe="distill"), "distill"),
+    (tiny_config(seeds=[1, 1]), "distinct"),
+    (tiny_config(vocab={"n_numbers": 10}), "n_numbers=10"),
+])
+def test_bad_config_is_rejected_and_nothing_written(tmp_path, cfg, needle):
+    out = tmp_path / "out"
+    result = _run("run", _write(tmp_path, cfg), "--out", out)
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert not out.exists()
+
+
+def test_bad_override_and_bad_yaml(tmp_path):
+    out = tmp_path / "out"
+    result = _run("run", _write(tmp_path, tiny_config()), "training.steps=-3", "--out", out)
+    assert result.exit_code == 2 and "training.steps" in result.output and not out.exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipe: [unclosed\n")
+    result = _run("run", bad, "--out", out)
+    assert result.exit_code == 2 and "not valid YAML" in result.output and not out.exists()
+    result = _run("run", tmp_path / "missing.yaml", "--out", out)
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def _student(teacher_path, **kw):
+    return tiny_config(recipe="distill", seeds=[0, 1], task__modulus=13, vocab={"n_numbers": 17, "moduli": [13, 17]},
+                       distill={"teacher": str(teacher_path), "alpha": 0.5, "temperature": 2.0}, **kw)
+
+
+def test_distill_runs_from_a_teacher_run_directory(tmp_path, teacher):
+    out = tmp_path / "student"
+    result = _run("run", _write(tmp_path, _student(teacher)), "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == "distill" and 0 <= summary["teacher_acc_on_student_test"] <= 1
+    result = _run("run", _write(tmp_path, _student(teacher / "model.safetensors"), name="c2.yaml"), "--out",
+                  tmp_path / "student2")
+    assert result.exit_code == 0, result.output
+
+
+def test_incompatible_teacher_vocabulary_is_rejected(tmp_path, teacher):
+    cfg = _student(teacher)
+    cfg["vocab"] = {"n_numbers": 17, "moduli": [13]}
+    out = tmp_path / "out"
+    result = _run("run", _write(tmp_path, cfg), "--out", out)
+    assert result.exit_code == 2 and "vocabulary differs" in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing", "nan"])
+def test_corrupt_or_missing_teacher_is_rejected(tmp_path, teacher, damage):
+    bad = tmp_path / "teacher"
+    shutil.copytree(teacher, bad)
+    model = bad / "model.safetensors"
+    if damage == "truncate":
+        model.write_bytes(model.read_bytes()[:200])
+    elif damage == "garbage":
+        model.write_bytes(b"\x00not a model at all" * 10)
+    elif damage == "missing":
+        model.unlink()
+    else:
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+        with safe_open(str(model), "pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(model))
+        tensors["unembed.W_U"][0, 0, 0] = float("nan")
+        save_file(tensors, str(model), metadata=meta)
+    out = tmp_path / "out"
+    result = _run("run", _write(tmp_path, _student(bad)), "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "cannot load teacher" in result.output
+    assert not out.exists()
+
+
+def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
+    path = _write(tmp_path, tiny_config(seeds=[0]))
+    out = tmp_path / "out"
+    assert _run("run", path, "--out", out).exit_code == 0
+    before = (out / "metrics.csv").read_text()
+    again = _run("run", path, "--out", out)
+    assert again.exit_code == 0 and "already holds this finished run" in again.output
+    assert (out / "metrics.csv").read_text() == before
+    other = _run("run", path, "training.steps=40", "--out", out)
+    assert other.exit_code == 2 and "different config" in other.output

@@ -1,0 +1,100 @@
+import pandas as pd
+import pytest
+import torch
+
+from grokkit.api import prepare, run
+from grokkit.config import parse_config
+from grokkit.engine import Trainer
+from helpers import tiny_config
+
+
+def _curves(cfg_dict, tmp_path, name):
+    summary = run(parse_config(cfg_dict), tmp_path / name, progress=False)
+    return pd.read_csv(tmp_path / name / "metrics.csv"), summary
+
+
+EXTRAS = [{}, {"training__batch_size": 16}, {"optimizer__transforms": [{"name": "grokfast_ema"}]}]
+
+
+@pytest.mark.parametrize("extra", EXTRAS)
+def test_member_in_ensemble_equals_member_alone(tmp_path, extra):
+    ensemble, _ = _curves(tiny_config(seeds=[0, 1, 2], **extra), tmp_path, "ensemble")
+    alone, _ = _curves(tiny_config(seeds=[1], **extra), tmp_path, "alone")
+    a = ensemble[ensemble.seed == 1].reset_index(drop=True).drop(columns=["member"])
+    b = alone.drop(columns=["member"])
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_member_chunking_does_not_change_results(tmp_path):
+    one, _ = _curves(tiny_config(seeds=[0, 1, 2], training__member_chunk=1), tmp_path, "c1")
+    all_, _ = _curves(tiny_config(seeds=[0, 1, 2], training__member_chunk=3), tmp_path, "c3")
+    pd.testing.assert_frame_equal(one, all_, rtol=1e-4, atol=1e-5)
+
+
+def test_per_member_hyperparameters(tmp_path):
+    cfg = tiny_config(members=[{"seed": 0, "lr": 0.003}, {"seed": 1, "lr": 0.01, "train_fraction": 0.3}])
+    del cfg["seeds"]
+    mixed, _ = _curves(cfg, tmp_path, "mixed")
+    alone, _ = _curves(tiny_config(seeds=[1], optimizer__lr=0.01, task__train_fraction=0.3), tmp_path, "alone")
+    pd.testing.assert_frame_equal(mixed[mixed.seed == 1].reset_index(drop=True).drop(columns=["member"]),
+                                  alone.drop(columns=["member"]), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = parse_config(tiny_config(training__batch_size=32, optimizer__transforms=[{"name": "grokfast_ema"}]))
+    full = run(cfg, tmp_path / "full", progress=False)
+
+    original = Trainer.train_step
+    calls = {"n": 0}
+
+    def crashing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 47:  # last checkpoint was at step 40
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "killed", progress=False)
+    assert (tmp_path / "killed" / "checkpoint.safetensors").exists()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = run(cfg, tmp_path / "killed", progress=False)
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert [m["final_test_acc"] for m in full["members"]] == [m["final_test_acc"] for m in resumed["members"]]
+    assert not (tmp_path / "killed" / "checkpoint.safetensors").exists()
+
+
+def test_nan_member_is_marked_failed_and_the_others_go_on(tmp_path):
+    logs = []
+    cfg = parse_config(tiny_config(seeds=[0, 1, 2]))
+    setup = prepare(cfg)
+    with torch.no_grad():
+        setup.model.blocks[0].mlp.W_in[1, 0, 0] = float("nan")
+    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=logs.append)
+    result = trainer.fit()
+    assert result.members[1].failed and result.members[1].failed_step == 0
+    assert not result.members[0].failed and not result.members[2].failed
+    assert any("seed 1" in m and "failed at step 0" in m for m in logs)
+    clean = parse_config(tiny_config(seeds=[0, 2]))
+    s2 = prepare(clean)
+    ref = Trainer(clean, s2.model, s2.train, s2.test, s2.objective, log=lambda m: None).fit()
+    ours = [r for r in result.rows if r["seed"] != 1]
+    assert len(ours) == len(ref.rows)
+    for a, b in zip(ours, ref.rows):
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
+def test_early_stop_and_steps_to_generalize(tmp_path):
+    cfg = tiny_config(seeds=[1], task__modulus=31, task__train_fraction=0.5, optimizer__lr=0.01,
+                      model={"d_model": 64, "n_heads": 4, "d_head": 16, "d_mlp": 256},
+                      training__steps=3000, training__eval_every=25, training__early_stop=True)
+    metrics, summary = _curves(cfg, tmp_path, "es")
+    stg = summary["members"][0]["steps_to_generalize"]
+    assert stg is not None
+    first = metrics[metrics.test_acc >= 0.99].step.min()
+    assert stg == first
+    assert summary["steps"] < 3000 and metrics.step.max() == stg

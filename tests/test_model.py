@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from grokkit.models import EnsembleTransformer, TransformerShape
+from grokkit.tasks import ModularTask, Vocabulary, stack_members
+
+
+def _data(vocab, k, p=23):
+    return stack_members([ModularTask("add", p).split(vocab, 0.3, s).train for s in range(k)])
+
+
+@pytest.mark.parametrize("n_layers,layer_norm", [(1, False), (1, True), (2, False), (3, True)])
+def test_fast_forward_equals_full_computation(n_layers, layer_norm):
+    vocab = Vocabulary(29, (23, 29))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, n_layers=n_layers, d_model=32, n_heads=2, d_head=16,
+                             d_mlp=64, layer_norm=layer_norm)
+    model = EnsembleTransformer(shape, [0, 1, 2]).double()
+    with torch.no_grad():  # move away from the initial point so that LayerNorm/biases matter
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    tokens = _data(vocab, 3).tokens
+    full, cache = model.run_with_cache(tokens)
+    for positions in ([3], [2, 3], [1], [0, 2]):
+        torch.testing.assert_close(model(tokens, positions), full[:, :, positions], rtol=1e-10, atol=1e-10)
+    assert "blocks.0.attn.hook_pattern" in cache
+
+
+def test_gradients_of_fast_and_full_paths_agree():
+    vocab = Vocabulary(23, (23,))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=32, n_heads=4, d_head=8, d_mlp=64)
+    model = EnsembleTransformer(shape, [5, 6]).double()
+    tokens = _data(vocab, 2).tokens
+    grads = []
+    for fn in (lambda: model(tokens, [2, 3]), lambda: model.run_with_cache(tokens)[0][:, :, [2, 3]]):
+        model.zero_grad()
+        (fn() ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_member_initialisation_does_not_depend_on_the_ensemble():
+    shape = TransformerShape(40, 31, d_model=16, n_heads=2, d_head=8, d_mlp=32)
+    alone = EnsembleTransformer(shape, [7])
+    ensemble = EnsembleTransformer(shape, [3, 7, 11])
+    for (name, a), (_, e) in zip(alone.named_parameters(), ensemble.named_parameters()):
+        assert torch.equal(a[0], e[1]), name
+    assert not torch.equal(ensemble.embed.W_E[0], ensemble.embed.W_E[1])
+
+
+def test_weight_names_follow_the_interpretability_convention():
+    shape = TransformerShape(40, 31, n_layers=2)
+    names = dict(EnsembleTransformer(shape, [0]).named_parameters())
+    for n in ["embed.W_E", "pos_embed.W_pos", "blocks.1.attn.W_Q", "blocks.1.attn.W_K", "blocks.1.attn.W_V",
+              "blocks.1.attn.W_O", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]:
+        assert n in names
+    assert names["blocks.0.attn.W_Q"].shape == (1, 4, 128, 32)
