@@ -44,7 +44,7 @@ def run_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", help="directory for teacher, students, comparison")] = Path(
         "runs/demo"),
-    seeds: Annotated[int, typer.Option(help="students per group")] = 2,
+    seeds: Annotated[int | None, typer.Option(help="students per group (default: the configs' seeds)")] = None,
     steps: Annotated[int | None, typer.Option(help="student step budget (default: the config's)")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
 ) -> None:

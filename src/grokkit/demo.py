@@ -25,20 +25,27 @@ from grokkit.plots import plot_groups
 CONFIGS = ("teacher_add113.yaml", "student_add107_distill.yaml", "student_add107_scratch.yaml")
 
 
-def packaged_config(name: str, overrides: list[str] | None = None) -> RunConfig:
+def packaged_config(name: str) -> RunConfig:
     text = resources.files("grokkit").joinpath("configs", "paper", name).read_text()
-    return parse_config(apply_overrides(yaml.safe_load(text), overrides or []), f"configs/paper/{name}")
+    return parse_config(yaml.safe_load(text), f"configs/paper/{name}")
 
 
-def run_demo(out: str | Path, n_seeds: int = 3, student_steps: int | None = None,
-             progress: bool | None = None) -> pd.DataFrame:
+def _with(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    return parse_config(apply_overrides(cfg.model_dump(mode="json"), overrides), cfg.name)
+
+
+def run_demo(out: str | Path, n_seeds: int | None = None, student_steps: int | None = None,
+             progress: bool | None = None, configs: tuple[RunConfig, RunConfig, RunConfig] | None = None
+             ) -> pd.DataFrame:
+    """Train the teacher, then distilled and from-scratch students; ``configs`` (teacher, distilled student,
+    scratch student) default to the packaged ``configs/paper`` files."""
     out = Path(out)
     console = Console(stderr=True, soft_wrap=True)
-    seeds = f"[{', '.join(str(s) for s in range(n_seeds))}]"
-    student_overrides = [f"seeds={seeds}"] + ([f"training.steps={student_steps}"] if student_steps else [])
-    teacher_cfg = packaged_config(CONFIGS[0])
-    distill_cfg = packaged_config(CONFIGS[1], student_overrides + [f"distill.teacher={out / 'teacher'}"])
-    scratch_cfg = packaged_config(CONFIGS[2], student_overrides)
+    student_overrides = [f"seeds={list(range(n_seeds))}"] if n_seeds else []
+    student_overrides += [f"training.steps={student_steps}"] if student_steps else []
+    teacher_cfg, distill_cfg, scratch_cfg = configs or tuple(packaged_config(name) for name in CONFIGS)
+    distill_cfg = _with(distill_cfg, student_overrides + [f"distill.teacher={out / 'teacher'}"])
+    scratch_cfg = _with(scratch_cfg, student_overrides)
     t0 = time.perf_counter()
     console.print(f"[bold]1/3[/] teacher: {teacher_cfg.task.op} mod {teacher_cfg.task.modulus}, "
                   f"{teacher_cfg.task.train_fraction:.0%} of pairs")
@@ -46,6 +53,7 @@ def run_demo(out: str | Path, n_seeds: int = 3, student_steps: int | None = None
     if teacher["members"][0]["steps_to_generalize"] is None:
         console.print("[yellow]warning:[/] the teacher did not reach the generalisation threshold; "
                       "the students learn from an imperfect teacher")
+    n_seeds = len(distill_cfg.member_list())
     console.print(f"[bold]2/3[/] {n_seeds} students distilled from it (mod {distill_cfg.task.modulus}, "
                   f"{distill_cfg.task.train_fraction:.0%} of pairs)")
     distill = run(distill_cfg, out / "distill", progress=progress)
@@ -65,7 +73,7 @@ def run_demo(out: str | Path, n_seeds: int = 3, student_steps: int | None = None
                     f"steps_to_generalize={teacher['members'][0]['steps_to_generalize']}, "
                     f"test acc {teacher['members'][0]['final_test_acc']:.4f}, {teacher['wall_seconds']:.0f} s")
     md = [f"# Headline ({time.strftime('%Y-%m-%d')})", "", teacher_line, "",
-          table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False), "",
+          markdown_table(table), "",
           f"total wall-clock: {total:.0f} s (teacher {teacher['wall_seconds']:.0f} s, distilled students "
           f"{distill['wall_seconds']:.0f} s, scratch students {scratch['wall_seconds']:.0f} s)"]
     atomic_write_text(out / "headline.md", "\n".join(md) + "\n")
@@ -81,15 +89,22 @@ def headline_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
                          "final_test_acc": round(m["final_test_acc"], 4) if m["final_test_acc"] is not None else None,
                          "final_train_acc": round(m["final_train_acc"], 4) if m["final_train_acc"] is not None
                          else None, "steps": summary["steps"]})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["steps_to_generalize"] = table["steps_to_generalize"].astype("Int64")
+    return table
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _cell(v: Any) -> str:
+    return "never" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return _cell(v)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def _print_table(console: Console, table: pd.DataFrame, teacher_line: str, total: float) -> None:
@@ -97,7 +112,7 @@ def _print_table(console: Console, table: pd.DataFrame, teacher_line: str, total
     for c in table.columns:
         t.add_column(c)
     for row in table.itertuples(index=False):
-        t.add_row(*("never" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in row))
+        t.add_row(*(_cell(v) for v in row))
     console.print(teacher_line, highlight=False)
     console.print(t)
     console.print(f"total wall-clock: {total:.0f} s", highlight=False)

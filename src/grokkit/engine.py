@@ -276,10 +276,12 @@ class Trainer:
         t0 = time.perf_counter()
         reported: set[int] = set((~self.active).nonzero().flatten().tolist())
         resumed_at = self.step
+        any_active = bool(self.active.any())
         while True:
             if (self.step % tc.eval_every == 0 or self.step == tc.steps) and self.last_eval_step != self.step:
                 self._report_new_failures(reported)
                 self.evaluate()
+                any_active = bool(self.active.any())  # read at evaluations only: no device sync per step
                 if progress is not None:
                     progress(self)
                 if tc.early_stop and self._all_generalized():
@@ -287,7 +289,7 @@ class Trainer:
                     if self.evals_since_all_generalized > tc.patience:
                         self.log(f"every member generalised; early stop at step {self.step}")
                         break
-            if self.step >= tc.steps or not bool(self.active.any()):
+            if self.step >= tc.steps or not any_active:
                 break
             if (self.checkpoint_dir is not None and tc.checkpoint_every and self.step % tc.checkpoint_every == 0
                     and self.step != resumed_at):

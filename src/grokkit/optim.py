@@ -51,6 +51,7 @@ class EnsembleOptimizer:
         self.lr, self.weight_decay = lr, weight_decay
         self.betas, self.eps, self.momentum, self.warmup_steps = betas, eps, momentum, warmup_steps
         self.step_count = 0
+        self.any_weight_decay = bool(weight_decay.any())  # decided once: no device sync per step
         n_buffers = 2 if name in ("adam", "adamw") else (1 if momentum else 0)
         self.buffers = [[torch.zeros_like(p) for p in self.params] for _ in range(n_buffers)]
 
@@ -72,7 +73,7 @@ class EnsembleOptimizer:
             lr_p, wd_p = _per_member(lr, p), _per_member(self.weight_decay, p)
             if self.name == "adamw":
                 p.mul_(1 - lr_p * wd_p)
-            elif self.weight_decay.any():
+            elif self.any_weight_decay:
                 g = g + wd_p * p
             if self.name == "sgd":
                 if self.momentum:
