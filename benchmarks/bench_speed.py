@@ -4,7 +4,7 @@ Canonical run: (a + b) mod 113, 30% of pairs, full batch, 1-layer transformer (d
 AdamW, cross-entropy in float64. Reports model-steps per second (members x steps / s) for each ensemble size K and
 the ratio to the reference's steps per second.
 
-    python benchmarks/bench_speed.py --reference ../shared/bench/reference_naive.py --members 1 8 --threads 2
+    python benchmarks/bench_speed.py --members 1 8 --threads 2 --rounds 3 --json docs/bench_cpu.json
     python benchmarks/bench_speed.py --device cuda --members 1 64 1024 --no-reference
 """
 
@@ -69,26 +69,34 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--positions", choices=["final", "operator+final"], default="final")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, object] = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
-                                  "positions": args.positions}
-    ref = None
-    if not args.no_reference:
-        ref = bench_reference(args.reference, max(args.steps, 50), args.threads)
-        results["reference_steps_per_s"] = ref["steps_per_s"]
-    rows = []
-    for k in args.members:
-        r = bench_grokkit(k, args.steps, args.warmup, args.device, args.positions)
-        if ref is not None:
-            r["ratio_vs_reference"] = r["model_steps_per_s"] / ref["steps_per_s"]
-        rows.append(r)
-        print(json.dumps(r), flush=True)
-    results["grokkit"] = rows
-    if ref is not None:  # the reference again, to bracket drift of the machine
-        results["reference_steps_per_s_after"] = bench_reference(args.reference, max(args.steps, 50),
-                                                                 args.threads)["steps_per_s"]
+                                  "positions": args.positions, "rounds": args.rounds}
+    # Rounds interleave the reference and grokkit so that drift of a shared machine hits both alike; the ratio of
+    # each round is reported and the median taken.
+    per_round: list[dict[str, object]] = []
+    for r in range(args.rounds):
+        entry: dict[str, object] = {"round": r}
+        if not args.no_reference:
+            entry["reference_steps_per_s"] = bench_reference(args.reference, max(args.steps, 50),
+                                                             args.threads)["steps_per_s"]
+        for k in args.members:
+            g = bench_grokkit(k, args.steps, args.warmup, args.device, args.positions)
+            entry[f"K{k}_model_steps_per_s"] = g["model_steps_per_s"]
+            entry[f"K{k}_member_chunk"] = g["member_chunk"]
+            if "reference_steps_per_s" in entry:
+                entry[f"K{k}_ratio"] = g["model_steps_per_s"] / float(entry["reference_steps_per_s"])
+        print(json.dumps(entry), flush=True)
+        per_round.append(entry)
+    results["per_round"] = per_round
+    summary = {}
+    for key in per_round[0]:
+        if key != "round":
+            summary[key] = statistics.median(float(e[key]) for e in per_round)
+    results["median"] = summary
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

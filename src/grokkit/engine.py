@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from grokkit.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from grokkit.config import RunConfig
+from grokkit.losses import restrict as restrict_classes
 from grokkit.losses import task_loss
 from grokkit.models import EnsembleTransformer
 from grokkit.optim import EnsembleOptimizer, build_transform
@@ -170,7 +171,10 @@ class Trainer:
         self.active &= ~newly_failed
         assert grads is not None
         grads, self.transform_state = self.transform.update(grads, self.params, self.transform_state)
-        self.optimizer.step(grads, self.active)
+        # Masking failed members costs a few full-size copies; on CPU skip it while every member is healthy (reading
+        # the flag is free there), on accelerators always mask rather than synchronise every step.
+        all_ok = self.device.type == "cpu" and bool(self.active.all())
+        self.optimizer.step(grads, None if all_ok else self.active)
         self.step += 1
         return loss
 
@@ -183,15 +187,16 @@ class Trainer:
         loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.float64, device=self.device)
         restrict = self.cfg.loss.restrict_to_answer_range
+        uniform = int(data.answer_range.max()) if bool((data.answer_range == data.answer_range.max()).all()) else None
         for start in range(0, n, chunk_rows):
             sl = slice(start, start + chunk_rows)
             logits = self.model(data.tokens[:, sl], [FINAL])[:, :, 0]
-            labels, ar, w = data.labels[:, sl], data.answer_range[:, sl], data.weight[:, sl].double()
-            answer_range = ar if restrict else None
+            labels, w = data.labels[:, sl], data.weight[:, sl].double()
+            answer_range = (uniform or data.answer_range[:, sl]) if restrict else None
             loss = task_loss(logits, labels, self.cfg.loss.kind, answer_range, self.loss_dtype)
-            if restrict:
-                logits = logits.masked_fill(torch.arange(logits.shape[-1], device=self.device) >= ar.unsqueeze(-1),
-                                            float("-inf"))
+            logits, mask = restrict_classes(logits, answer_range)
+            if mask is not None:
+                logits = logits.masked_fill(~mask, float("-inf"))
             loss_sum += (loss.double() * w).sum(1)
             correct += ((logits.argmax(-1) == labels).double() * w).sum(1)
         total = data.weight.double().sum(1)

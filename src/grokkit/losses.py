@@ -39,11 +39,20 @@ def log_softmax(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return logits.log_softmax(-1)
 
 
+def restrict(logits: torch.Tensor, answer_range: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, mask) for an answer range: an ``int`` (every example alike) slices the classes, which is cheaper
+    than a per-example mask; a tensor ``[...]`` gives a mask."""
+    if isinstance(answer_range, int):
+        return logits[..., :answer_range], None
+    return logits, class_mask(answer_range, logits.shape[-1])
+
+
 def task_log_probs(
-    logits: torch.Tensor, kind: str, answer_range: torch.Tensor | None = None, dtype: torch.dtype = torch.float64
+    logits: torch.Tensor, kind: str, answer_range: int | torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Log class probabilities under the task loss's normaliser (softmax or StableMax), computed in ``dtype``."""
-    mask = class_mask(answer_range, logits.shape[-1])
+    logits, mask = restrict(logits, answer_range)
     logits = logits.to(dtype)
     if kind == "cross_entropy":
         return log_softmax(logits, mask)
@@ -56,7 +65,7 @@ def task_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     kind: str,
-    answer_range: torch.Tensor | None = None,
+    answer_range: int | torch.Tensor | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Per-example negative log-likelihood ``[...]`` of ``labels`` under ``logits [..., C]``."""

@@ -87,8 +87,10 @@ def prepare(setup: Setup) -> None:
                                dtype=dtype)
     position = POSITIONS[d.position]
     train = setup.train
-    mask = class_mask(train.answer_range, setup.vocab.n_classes) if d.class_alignment == "student_range" else None
-    targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position), temperature.view(-1, 1), mask, dtype)
+    # student_range: both distributions over the student's answers 0..P-1 only (one task, so a slice)
+    n_aligned = setup.task.answer_range if d.class_alignment == "student_range" else setup.vocab.n_classes
+    targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position)[..., :n_aligned],
+                                temperature.view(-1, 1), None, dtype)
     # Diagnostic: how often the teacher's own answer (final position) is right on the student's labels.
     final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])
     final = final.masked_fill(~class_mask(setup.test.answer_range, final.shape[-1]), float("-inf"))
@@ -103,9 +105,8 @@ def prepare(setup: Setup) -> None:
         task = task_objective_term(setup, logits[:, :, final_i], batch)
         target = torch.gather(targets[members_sl], 1,
                               rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
-        kd_mask = class_mask(batch.answer_range, logits.shape[-1]) if mask is not None else None
         t = temperature[members_sl].view(-1, 1)
-        kl = distillation_kl(logits[:, :, kd_i], target, t, kd_mask, dtype)
+        kl = distillation_kl(logits[:, :, kd_i, :n_aligned], target, t, None, dtype)
         a = alpha[members_sl].view(-1, 1) * alpha_factor(d, step)
         return distillation_loss(task, kl, a, t, d.t2_scaling)
 
