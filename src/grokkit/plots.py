@@ -19,6 +19,15 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def _accuracy_axes(ax: plt.Axes, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
 def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
     """Train (dashed) and test (solid) accuracy of every member against step (log x)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -27,12 +36,7 @@ def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
         color = f"C{i % 10}"
         ax.plot(df.step, df.train_acc, "--", color=color, alpha=0.8, label=f"train (seed {seed})")
         ax.plot(df.step, df.test_acc, "-", color=color, label=f"test (seed {seed})")
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("optimisation step")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    _accuracy_axes(ax, title)
     ax.legend(fontsize=7, ncol=2, loc="best")
     _save(fig, path)
 
@@ -47,11 +51,6 @@ def plot_groups(groups: Mapping[str, pd.DataFrame], path: Path, title: str,
             ax.plot(member.step, member.test_acc, "-", color=color, label=f"{label}: test" if j == 0 else None)
             ax.plot(member.step, member.train_acc, ":", color=color, alpha=0.6,
                     label=f"{label}: train" if j == 0 else None)
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("optimisation step")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    _accuracy_axes(ax, title)
     ax.legend(fontsize=8, loc="center left")
     _save(fig, path)

@@ -214,10 +214,10 @@ class EnsembleTransformer(nn.Module):
         table = self._embedding_table()[:, :t]  # K T V d
         last = len(self.blocks) - 1
         block0 = self.blocks[0]
+        if last == 0:
+            return self._single_layer(tokens, positions, table)
         qkv_table = _bmm(block0.norm1(table), block0.attn.qkv_weight())  # K T V 3He
         he = s.n_heads * s.d_head
-        if last == 0:
-            return self._single_layer(tokens, positions, table, qkv_table)
         flat_index = (
             torch.arange(k, device=tokens.device).view(k, 1, 1) * (t * s.d_vocab)
             + torch.arange(t, device=tokens.device).view(1, 1, t) * s.d_vocab
@@ -238,9 +238,7 @@ class EnsembleTransformer(nn.Module):
         q = _bmm(normed[:, :, positions], block.attn.qkv_weight()[..., :he])
         return self._final_layer(block, resid[:, :, positions], q, kv, positions, t)
 
-    def _single_layer(
-        self, tokens: torch.Tensor, positions: list[int], table: torch.Tensor, qkv_table: torch.Tensor
-    ) -> torch.Tensor:
+    def _single_layer(self, tokens: torch.Tensor, positions: list[int], table: torch.Tensor) -> torch.Tensor:
         """One-layer model: nothing in the attention depends on an example except through its tokens, so
 
         * attention scores come from a table over (query position, query token, key position, key token, head),
@@ -253,11 +251,16 @@ class EnsembleTransformer(nn.Module):
         v, h, e = s.d_vocab, s.n_heads, s.d_head
         n_pos = len(positions)
         attn = self.blocks[0].attn
-        q_table, k_table, v_table = qkv_table.view(k, t, v, 3, h, e).unbind(3)  # each K T V H e
-        q_table = q_table[:, positions]  # K S V H e
+        # Head-major layouts keep every matmul operand contiguous (strided operands take slow CPU kernels).
+        normed = self.blocks[0].norm1(table)  # K T V d
+        x_keys = normed.reshape(k, 1, t * v, s.d_model)
+        x_queries = normed[:, positions].reshape(k, 1, n_pos * v, s.d_model)
+        q_table = torch.matmul(x_queries, attn.W_Q)  # K H SV e
+        k_table = torch.matmul(x_keys, attn.W_K)  # K H TV e
+        v_table = torch.matmul(x_keys, attn.W_V)  # K H TV e
         # scores_table[k, s, vq, t, vk, h] = q . k / sqrt(e)
-        scores_table = torch.einsum("ksahe,ktbhe->ksatbh", q_table, k_table) / math.sqrt(e)
-        ov_table = torch.einsum("ktvhe,khed->ktvhd", v_table, attn.W_O)  # K T V H d
+        scores_table = (torch.matmul(q_table, k_table.transpose(-1, -2)) / math.sqrt(e)).permute(0, 2, 3, 1)
+        ov_table = torch.matmul(v_table, attn.W_O).transpose(1, 2)  # K TV H d
         dev = tokens.device
         pos = torch.tensor(positions, device=dev)
         member = torch.arange(k, device=dev).view(k, 1, 1, 1)
@@ -266,7 +269,7 @@ class EnsembleTransformer(nn.Module):
         key_tok = tokens.unsqueeze(2)  # K N 1 T
         score_index = (((member * n_pos + torch.arange(n_pos, device=dev).view(1, 1, n_pos, 1)) * v + query_tok) * t
                        + key_pos) * v + key_tok  # K N S T
-        scores = F.embedding(score_index, scores_table.reshape(-1, h))  # K N S T H
+        scores = F.embedding(score_index, scores_table.reshape(-1, h))  # K N S T H (reshape copies: contiguous)
         causal = key_pos.view(1, t) <= pos.view(n_pos, 1)  # S T
         pattern = scores.masked_fill(~causal.view(1, 1, n_pos, t, 1), float("-inf")).softmax(dim=3)
         row = ((member * t + key_pos) * v + key_tok).unsqueeze(-1) * h + torch.arange(h, device=dev)  # K N 1 T H
