@@ -4,7 +4,7 @@ Canonical run: (a + b) mod 113, 30% of pairs, full batch, 1-layer transformer (d
 AdamW, cross-entropy in float64. Reports model-steps per second (members x steps / s) for each ensemble size K and
 the ratio to the reference's steps per second.
 
-    python benchmarks/bench_speed.py --members 1 8 --threads 2 --rounds 3 --json docs/bench_cpu.json
+    python benchmarks/bench_speed.py --members 1 8 --steps 60 --warmup 20 --rounds 5 --json docs/bench_cpu.json
     python benchmarks/bench_speed.py --device cuda --members 1 64 1024 --no-reference
 """
 

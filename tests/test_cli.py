@@ -59,6 +59,9 @@ def test_smoke_config_groks_end_to_end(tmp_path):
     (tiny_config(recipe="distill"), "distill"),
     (tiny_config(seeds=[1, 1]), "distinct"),
     (tiny_config(vocab={"n_numbers": 10}), "n_numbers=10"),
+    (tiny_config(optimizer__transforms=[{"name": "grokfast_ema", "alpah": 0.9}]), "alpah"),
+    (tiny_config(optimizer__transforms=[{"name": "adagrad"}]), "optimizer.transforms.0.name"),
+    (tiny_config(training__device="tpu"), "training.device"),
 ])
 def test_bad_config_is_rejected_and_nothing_written(tmp_path, cfg, needle):
     out = tmp_path / "out"

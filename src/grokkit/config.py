@@ -81,6 +81,16 @@ class OptimizerConfig(_Strict):
     warmup_steps: int = Field(10, ge=0)
     transforms: list[TransformConfig] = Field(default_factory=list, description="applied in order before each step")
 
+    @model_validator(mode="after")
+    def _transforms_build(self) -> OptimizerConfig:
+        from grokkit.optim import build_transform
+
+        try:
+            build_transform([t.model_dump() for t in self.transforms])
+        except TypeError as err:  # an unknown or missing parameter of a transform
+            raise ValueError(f"bad gradient transform settings: {err}") from None
+        return self
+
 
 class TrainingConfig(_Strict):
     steps: int = Field(10_000, ge=1)

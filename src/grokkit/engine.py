@@ -115,6 +115,7 @@ class Trainer:
         rows = (self.batch_size or n_train) * len(objective.positions)
         self.chunk = member_chunk_size(cfg, k, rows, self.device)
         self.generators = [torch.Generator().manual_seed(s + 1_000_003) for s in self.seeds]
+        self.n_valid = self.train_set.weight.sum(1).long().tolist()  # real (unpadded) training rows per member
         self.step = 0
         self.rows: list[dict[str, Any]] = []
         self.steps_to_generalize: list[int | None] = [None] * k
@@ -128,9 +129,8 @@ class Trainer:
         if self.batch_size is None:
             rows = torch.arange(n, device=self.device).expand(len(self.seeds), n)
             return self.train_set, rows
-        valid = self.train_set.weight.sum(1).long().tolist()
         picks = []
-        for g, n_valid in zip(self.generators, valid):
+        for g, n_valid in zip(self.generators, self.n_valid):
             idx = torch.randperm(n_valid, generator=g)[: self.batch_size]
             if len(idx) < self.batch_size:  # tiny member set: fill with its weight-0 padding rows
                 idx = torch.cat([idx, torch.arange(n_valid, n_valid + self.batch_size - len(idx))])
