@@ -25,30 +25,34 @@ from grokkit.config import parse_config
 from grokkit.engine import Trainer
 
 
-def bench_grokkit(members: int, steps: int, warmup: int, device: str, positions: str) -> dict[str, float]:
+def build_trainer(members: int, device: str, positions: str) -> Trainer:
     cfg = parse_config({
         "recipe": "scratch", "name": "bench", "seeds": list(range(members)),
         "task": {"op": "add", "modulus": 113, "train_fraction": 0.3},
         "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]},
-        "training": {"steps": steps, "device": device, "progress": False, "checkpoint_every": 0},
+        "training": {"device": device, "progress": False, "checkpoint_every": 0},
     })
     setup = prepare(cfg)
     if positions == "operator+final":  # the cost of distillation's extra scored position
         loss = setup.objective.loss
         setup.objective.positions = [2, 3]
         setup.objective.loss = lambda logits, *a: loss(logits[:, :, 1:], *a)
-    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=lambda m: None)
+    return Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=lambda m: None)
+
+
+def time_steps(trainer: Trainer, steps: int, device: str) -> dict[str, float]:
+    """Median seconds of ``steps`` optimiser steps -> model-steps per second."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
-    for i in range(warmup + steps):
+    for _ in range(steps):
         sync()
         t0 = time.perf_counter()
         trainer.train_step()
         sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"members": members, "median_step_ms": median * 1e3, "model_steps_per_s": members / median,
+    k = len(trainer.seeds)
+    return {"members": k, "median_step_ms": median * 1e3, "model_steps_per_s": k / median,
             "member_chunk": trainer.chunk}
 
 
@@ -75,16 +79,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict[str, object] = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
                                   "positions": args.positions, "rounds": args.rounds}
-    # Rounds interleave the reference and grokkit so that drift of a shared machine hits both alike; the ratio of
-    # each round is reported and the median taken.
+    # Rounds interleave the reference and grokkit (trainers built and warmed up once) so that drift of a shared
+    # machine hits all alike; the ratio of each round is reported and the median taken.
+    trainers = {k: build_trainer(k, args.device, args.positions) for k in args.members}
+    for trainer in trainers.values():
+        for _ in range(args.warmup):
+            trainer.train_step()
     per_round: list[dict[str, object]] = []
     for r in range(args.rounds):
         entry: dict[str, object] = {"round": r}
         if not args.no_reference:
             entry["reference_steps_per_s"] = bench_reference(args.reference, max(args.steps, 50),
                                                              args.threads)["steps_per_s"]
-        for k in args.members:
-            g = bench_grokkit(k, args.steps, args.warmup, args.device, args.positions)
+        for k, trainer in trainers.items():
+            # about the same number of model-steps for every K, so each K sees the machine for a similar time
+            g = time_steps(trainer, max(5, args.steps // k), args.device)
             entry[f"K{k}_model_steps_per_s"] = g["model_steps_per_s"]
             entry[f"K{k}_member_chunk"] = g["member_chunk"]
             if "reference_steps_per_s" in entry:

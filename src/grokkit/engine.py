@@ -116,6 +116,7 @@ class Trainer:
         self.chunk = member_chunk_size(cfg, k, rows, self.device)
         self.generators = [torch.Generator().manual_seed(s + 1_000_003) for s in self.seeds]
         self.n_valid = self.train_set.weight.sum(1).long().tolist()  # real (unpadded) training rows per member
+        self._grad_buffers: list[torch.Tensor] | None = None
         self.step = 0
         self.rows: list[dict[str, Any]] = []
         self.steps_to_generalize: list[int | None] = [None] * k
@@ -151,7 +152,9 @@ class Trainer:
         """One optimiser step for every member; returns the per-member objective ``[K]`` before the step."""
         batch, rows = self._batch()
         k = len(self.seeds)
-        grads = [torch.empty_like(p) for p in self.params] if self.chunk < k else None
+        if self.chunk < k and self._grad_buffers is None:  # chunks write their gradients here; allocated once
+            self._grad_buffers = [torch.empty_like(p) for p in self.params]
+        grads = self._grad_buffers if self.chunk < k else None
         losses = []
         for start in range(0, k, self.chunk):
             members = slice(start, min(k, start + self.chunk))

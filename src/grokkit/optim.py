@@ -93,8 +93,9 @@ class EnsembleOptimizer:
                 exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             bias1 = 1 - beta1**self.step_count
             bias2 = 1 - beta2**self.step_count
-            denom = (exp_avg_sq.sqrt() / bias2**0.5).add_(self.eps)
-            p.sub_(lr_p / bias1 * exp_avg / denom)
+            # p -= lr / bias1 * exp_avg / (sqrt(exp_avg_sq / bias2) + eps), with a single temporary
+            update = exp_avg_sq.sqrt().div_(bias2**0.5).add_(self.eps).reciprocal_().mul_(exp_avg)
+            p.sub_(update.mul_(lr_p / bias1))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"step_count": torch.tensor(self.step_count)}
