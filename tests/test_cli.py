@@ -143,3 +143,29 @@ def test_rerun_is_idempotent_and_a_different_config_is_refused(tmp_path):
     assert (out / "metrics.csv").read_text() == before
     other = _run("run", path, "training.steps=40", "--out", out)
     assert other.exit_code == 2 and "different config" in other.output
+
+
+def test_distillation_with_alpha_zero_is_training_from_scratch(tmp_path, teacher):
+    from grokkit.api import run
+    from grokkit.config import parse_config
+
+    kd_cfg = _student(teacher)
+    kd_cfg["distill"]["alpha"] = 0.0  # the KD term vanishes: only the extra scored position differs
+    kd = parse_config(kd_cfg)
+    scratch = parse_config(tiny_config(seeds=[0, 1], task__modulus=13, vocab={"n_numbers": 17, "moduli": [13, 17]}))
+    run(kd, tmp_path / "kd", progress=False)
+    run(scratch, tmp_path / "scratch", progress=False)
+    a, b = pd.read_csv(tmp_path / "kd" / "metrics.csv"), pd.read_csv(tmp_path / "scratch" / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_alpha_schedule():
+    from grokkit.config import DistillConfig
+    from grokkit.recipes.distill import alpha_factor
+
+    constant = DistillConfig(teacher="t")
+    assert alpha_factor(constant, 0) == alpha_factor(constant, 10**6) == 1.0
+    decay = DistillConfig(teacher="t", alpha_decay_start=100, alpha_decay_steps=50)
+    assert [alpha_factor(decay, s) for s in (0, 99, 100, 125, 150, 1000)] == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    drop = DistillConfig(teacher="t", alpha_decay_start=10)
+    assert alpha_factor(drop, 9) == 1.0 and alpha_factor(drop, 10) == 0.0
