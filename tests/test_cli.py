@@ -169,3 +169,18 @@ def test_alpha_schedule():
     assert [alpha_factor(decay, s) for s in (0, 99, 100, 125, 150, 1000)] == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
     drop = DistillConfig(teacher="t", alpha_decay_start=10)
     assert alpha_factor(drop, 9) == 1.0 and alpha_factor(drop, 10) == 0.0
+
+
+def test_minibatch_distillation_member_equals_member_alone(tmp_path, teacher):
+    from grokkit.api import run
+    from grokkit.config import parse_config
+
+    both = _student(teacher, training__batch_size=16)
+    alone = _student(teacher, training__batch_size=16)
+    alone["seeds"] = [1]
+    run(parse_config(both), tmp_path / "both", progress=False)
+    run(parse_config(alone), tmp_path / "alone", progress=False)
+    a = pd.read_csv(tmp_path / "both" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "alone" / "metrics.csv")
+    pd.testing.assert_frame_equal(a[a.seed == 1].reset_index(drop=True).drop(columns=["member"]),
+                                  b.drop(columns=["member"]), rtol=1e-4, atol=1e-5)

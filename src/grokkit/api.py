@@ -76,7 +76,7 @@ def _check_out_dir(out: Path, cfg: RunConfig) -> str:
     return "resume" if (out / CHECKPOINT_FILE).exists() else "new"
 
 
-def _progress_bar(cfg: RunConfig, enabled: bool) -> Any:
+def _progress_bar(enabled: bool) -> Any:
     if not enabled:
         return None
     from rich.progress import (
@@ -117,7 +117,7 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
             trainer.load_checkpoint(out_path / CHECKPOINT_FILE)
             log(f"resuming {out_path} from step {trainer.step}")
     show = cfg.training.progress if progress is None else progress
-    bar = _progress_bar(cfg, show and sys.stderr.isatty())
+    bar = _progress_bar(show and sys.stderr.isatty())
     callback = None
     if bar is not None:
         task_id = bar.add_task("train", total=cfg.training.steps, name=cfg.name, stats="")

@@ -32,14 +32,16 @@ CPU_CHUNK_ROWS = 4096
 
 @dataclass
 class Objective:
-    """What a recipe trains for. ``positions`` are the sequence positions the model must score (the final position
-    must be among them); ``loss(logits, batch, rows, members, step)`` returns per-example losses ``[K, n]`` from
-    logits ``[K, n, len(positions), C]``; ``rows [K, n]`` are the batch's row numbers in the training set (for per-row
-    targets such as precomputed teacher outputs), ``members`` the member slice being computed, ``step`` the number
-    of optimiser steps taken so far (for schedules)."""
+    """What a recipe trains for.
+
+    ``positions``: the sequence positions the model must score (the final position must be among them).
+    ``loss(logits, batch, rows, members, step)``: per-example losses ``[K, n]`` from logits
+    ``[K, n, len(positions), C]``; ``rows [K, n]`` are the batch's row numbers in the training set, for per-row
+    targets such as precomputed teacher outputs (None: the full training set, in order); ``members`` is the member
+    slice being computed; ``step`` the number of optimiser steps taken so far (for schedules)."""
 
     positions: list[int]
-    loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor, slice, int], torch.Tensor]
+    loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor | None, slice, int], torch.Tensor]
 
 
 @dataclass
@@ -125,11 +127,10 @@ class Trainer:
         self.elapsed_before = 0.0
 
     # ------------------------------------------------------------------------------------------------ one step
-    def _batch(self) -> tuple[EnsembleExamples, torch.Tensor]:
-        n = self.train_set.tokens.shape[1]
+    def _batch(self) -> tuple[EnsembleExamples, torch.Tensor | None]:
+        """The batch and its row numbers in the training set (None: the full training set, in order)."""
         if self.batch_size is None:
-            rows = torch.arange(n, device=self.device).expand(len(self.seeds), n)
-            return self.train_set, rows
+            return self.train_set, None
         picks = []
         for g, n_valid in zip(self.generators, self.n_valid):
             idx = torch.randperm(n_valid, generator=g)[: self.batch_size]
@@ -139,12 +140,12 @@ class Trainer:
         rows = torch.stack(picks).to(self.device)
         return self.train_set.select(rows), rows
 
-    def _member_losses(self, params: dict[str, torch.Tensor], batch: EnsembleExamples, rows: torch.Tensor,
+    def _member_losses(self, params: dict[str, torch.Tensor], batch: EnsembleExamples, rows: torch.Tensor | None,
                        members: slice) -> torch.Tensor:
         tokens = batch.tokens[members]
         logits = functional_call(self.model, params, (tokens, self.objective.positions))
         sub = EnsembleExamples(tokens, batch.labels[members], batch.answer_range[members], batch.weight[members])
-        per_example = self.objective.loss(logits, sub, rows[members], members, self.step)
+        per_example = self.objective.loss(logits, sub, None if rows is None else rows[members], members, self.step)
         w = sub.weight.to(per_example.dtype)
         return (per_example * w).sum(1) / w.sum(1)
 

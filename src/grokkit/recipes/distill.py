@@ -101,10 +101,11 @@ def prepare(setup: Setup) -> None:
     positions = sorted({POSITIONS["final"], position})
     final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
 
-    def loss(logits: torch.Tensor, batch, rows: torch.Tensor, members_sl: slice, step: int) -> torch.Tensor:
+    def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members_sl: slice, step: int) -> torch.Tensor:
         task = task_objective_term(setup, logits[:, :, final_i], batch)
-        target = torch.gather(targets[members_sl], 1,
-                              rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
+        target = targets[members_sl]
+        if rows is not None:  # a minibatch: its rows of the precomputed targets
+            target = torch.gather(target, 1, rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
         t = temperature[members_sl].view(-1, 1)
         kl = distillation_kl(logits[:, :, kd_i, :n_aligned], target, t, None, dtype)
         a = alpha[members_sl].view(-1, 1) * alpha_factor(d, step)
