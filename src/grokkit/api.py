@@ -123,7 +123,7 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
         task_id = bar.add_task("train", total=cfg.training.steps, name=cfg.name, stats="")
 
         def callback(t: Trainer) -> None:
-            last = {r["member"]: r for r in t.rows if r["step"] == t.step}
+            last = {r["member"]: r for r in t.rows[-len(t.seeds):] if r["step"] == t.step}
             if last:
                 tra = sum(r["train_acc"] for r in last.values()) / len(last)
                 tea = sum(r["test_acc"] for r in last.values()) / len(last)
@@ -133,7 +133,7 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     elif show:
         def callback(t: Trainer) -> None:
             if t.step % max(cfg.training.eval_every, cfg.training.steps // 10) == 0 or t.step == cfg.training.steps:
-                last = [r for r in t.rows if r["step"] == t.step]
+                last = [r for r in t.rows[-len(t.seeds):] if r["step"] == t.step]
                 accs = " ".join(f"{r['test_acc']:.3f}" for r in last)
                 log(f"[{cfg.name}] step {t.step}/{cfg.training.steps} test acc per member: {accs}")
     if bar is not None:

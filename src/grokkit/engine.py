@@ -313,13 +313,13 @@ class Trainer:
     def _result(self, wall: float) -> TrainResult:
         members = []
         failed_step = self.failed_step.tolist()
+        last = {r["member"]: r for r in self.rows}  # each member's last evaluation
         for k, seed in enumerate(self.seeds):
-            last = [r for r in self.rows if r["member"] == k]
             failed = failed_step[k] >= 0
             members.append(MemberResult(
                 seed=seed,
-                final_train_acc=last[-1]["train_acc"] if last else None,
-                final_test_acc=last[-1]["test_acc"] if last else None,
+                final_train_acc=last[k]["train_acc"] if k in last else None,
+                final_test_acc=last[k]["test_acc"] if k in last else None,
                 steps_to_generalize=self.steps_to_generalize[k],
                 failed=failed,
                 failed_step=failed_step[k] if failed else None,
