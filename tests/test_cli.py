@@ -184,3 +184,13 @@ def test_minibatch_distillation_member_equals_member_alone(tmp_path, teacher):
     b = pd.read_csv(tmp_path / "alone" / "metrics.csv")
     pd.testing.assert_frame_equal(a[a.seed == 1].reset_index(drop=True).drop(columns=["member"]),
                                   b.drop(columns=["member"]), rtol=1e-4, atol=1e-5)
+
+
+def test_student_range_alignment_runs(tmp_path, teacher):
+    cfg = _student(teacher)
+    cfg["distill"]["class_alignment"] = "student_range"
+    out = tmp_path / "sr"
+    result = _run("run", _write(tmp_path, cfg), "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(m["final_train_acc"] is not None and not m["failed"] for m in summary["members"])

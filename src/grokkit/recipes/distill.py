@@ -11,7 +11,7 @@ import torch
 from grokkit.checkpoint import CheckpointError, load_model
 from grokkit.config import DistillConfig
 from grokkit.engine import Objective
-from grokkit.losses import class_mask, distillation_kl, distillation_loss, teacher_log_probs
+from grokkit.losses import distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.models import EnsembleTransformer
 from grokkit.recipes.common import Setup
 from grokkit.recipes.scratch import task_objective_term
@@ -92,8 +92,7 @@ def prepare(setup: Setup) -> None:
     targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position)[..., :n_aligned],
                                 temperature.view(-1, 1), None, dtype)
     # Diagnostic: how often the teacher's own answer (final position) is right on the student's labels.
-    final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])
-    final = final.masked_fill(~class_mask(setup.test.answer_range, final.shape[-1]), float("-inf"))
+    final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])[..., : setup.task.answer_range]
     agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
     setup.info["teacher_acc_on_student_test"] = float(agree)
     device = torch.device(cfg.training.device)
