@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from grokkit.engine import Trainer, TrainResult
 from grokkit.plots import plot_curves
 from grokkit.recipes import Setup, build_setup
 from grokkit.recipes.distill import TeacherError
+from grokkit.sinks import check_sinks, make_sinks
 
 METRIC_COLUMNS = ["step", "member", "seed", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm"]
 
@@ -48,6 +50,7 @@ def prepare(cfg: RunConfig) -> Setup:
     if cfg.training.device.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"training.device={cfg.training.device!r} but CUDA is not available here; use device: cpu")
     try:
+        check_sinks(cfg)
         return build_setup(cfg)
     except (TeacherError, CheckpointError, ValueError) as err:
         raise RunError(str(err)) from None
@@ -118,33 +121,51 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
             log(f"resuming {out_path} from step {trainer.step}")
     show = cfg.training.progress if progress is None else progress
     bar = _progress_bar(show and sys.stderr.isatty())
-    callback = None
+    callbacks: list[Callable[[Trainer], None]] = []
     if bar is not None:
         task_id = bar.add_task("train", total=cfg.training.steps, name=cfg.name, stats="")
 
-        def callback(t: Trainer) -> None:
-            last = {r["member"]: r for r in t.rows[-len(t.seeds):] if r["step"] == t.step}
+        def update_bar(t: Trainer) -> None:
+            last = _last_rows(t)
             if last:
-                tra = sum(r["train_acc"] for r in last.values()) / len(last)
-                tea = sum(r["test_acc"] for r in last.values()) / len(last)
+                tra = sum(r["train_acc"] for r in last) / len(last)
+                tea = sum(r["test_acc"] for r in last) / len(last)
                 bar.update(task_id, completed=t.step, stats=f"train {tra:.3f} test {tea:.3f} (mean of {len(last)})")
             else:
                 bar.update(task_id, completed=t.step)
+
+        callbacks.append(update_bar)
     elif show:
-        def callback(t: Trainer) -> None:
+        def print_progress(t: Trainer) -> None:
             if t.step % max(cfg.training.eval_every, cfg.training.steps // 10) == 0 or t.step == cfg.training.steps:
-                last = [r for r in t.rows[-len(t.seeds):] if r["step"] == t.step]
-                accs = " ".join(f"{r['test_acc']:.3f}" for r in last)
+                accs = " ".join(f"{r['test_acc']:.3f}" for r in _last_rows(t))
                 log(f"[{cfg.name}] step {t.step}/{cfg.training.steps} test acc per member: {accs}")
-    if bar is not None:
-        with bar:
-            result = trainer.fit(callback)
-    else:
-        result = trainer.fit(callback)
+
+        callbacks.append(print_progress)
+    try:
+        sinks = make_sinks(cfg, out_path)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    for sink in sinks:
+        callbacks.append(lambda t, sink=sink: sink.write(t.step, _last_rows(t)))
+    try:
+        if bar is not None:
+            with bar:
+                result = trainer.fit(lambda t: [c(t) for c in callbacks])
+        else:
+            result = trainer.fit(lambda t: [c(t) for c in callbacks])
+    finally:
+        for sink in sinks:
+            sink.close()
     summary = make_summary(cfg, setup, trainer, result)
     if out_path is not None:
         write_outputs(out_path, cfg, setup, result, summary)
     return summary
+
+
+def _last_rows(t: Trainer) -> list[dict[str, Any]]:
+    """The rows of the evaluation at the trainer's current step."""
+    return [r for r in t.rows[-len(t.seeds):] if r["step"] == t.step]
 
 
 def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainResult) -> dict[str, Any]:

@@ -57,6 +57,119 @@ def demo_cmd(
         _fail(str(e))
 
 
+@app.command("sweep")
+def sweep_cmd(
+    sweep: Annotated[Path, typer.Argument(help="sweep YAML: base config, axes, cases, seeds")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="dotted.key=value overrides of the base config, e.g. training.device=cuda")] = None,
+    out: Annotated[Path, typer.Option("--out", help="sweep directory (re-running resumes / extends it)")] = ...,
+    executor: Annotated[str, typer.Option(help="local (in-process ensembles / process pool) or ray")] = "local",
+    workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
+    address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
+    cpus_per_group: Annotated[float, typer.Option(help="ray executor: CPUs reserved per packed group")] = 1.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the trials and the packing, train nothing")] = False,
+) -> None:
+    """Run a sweep: trials whose shapes agree are packed into one ensemble; finished trials are skipped."""
+    from grokkit.sweep import SweepError, load_sweep, run_sweep
+
+    try:
+        spec, root = load_sweep(sweep)
+        if overrides:
+            spec = spec.with_overrides(overrides)
+        result = run_sweep(spec, root, out, executor=executor, workers=workers, address=address,
+                           cpus_per_group=cpus_per_group, dry_run=dry_run,
+                           log=lambda m: err.print(m, highlight=False, markup=False))
+    except (SweepError, ConfigError, RunError) as e:
+        _fail(str(e))
+        return
+    if dry_run:
+        for g in result.groups:
+            err.print(f"{g.id}: {len(g.trials)} trials, e.g. {g.trials[0].id}", highlight=False, markup=False)
+        err.print(f"{len(result.trials)} trials in {len(result.groups)} packed ensembles", highlight=False)
+        return
+    errors = sum(v.startswith("error") for v in result.outcomes.values())
+    err.print(f"sweep {out}: {len(result.trials)} trials ({result.skipped} were done already, "
+              f"{len(result.outcomes)} run, {errors} errors) in {result.wall_seconds:.1f} s; "
+              f"results: {out / 'results.parquet'}", highlight=False)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("results")
+def results_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory")],
+    where: Annotated[str | None, typer.Option(help="pandas query, e.g. \"recipe == 'distill'\"")] = None,
+    group_by: Annotated[list[str] | None,
+                        typer.Option("--group-by", help="columns (repeat); default: the axes")] = None,
+    csv: Annotated[Path | None, typer.Option(help="also write the summary to this CSV")] = None,
+) -> None:
+    """Summarise a sweep's results table: P(generalise), steps to generalise, accuracy per setting."""
+    import yaml
+    from rich.table import Table
+
+    from grokkit.sweep import SweepError, read_table, summarize
+
+    try:
+        table = read_table(sweep_dir)
+        if group_by is None:
+            spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+            axes = list(spec.get("grid", {})) + list(spec.get("zip", {}))
+            group_by = (["case"] if "case" in table.columns else []) + [a for a in axes if a in table.columns]
+        summary = summarize(table, group_by, where)
+    except SweepError as e:
+        _fail(str(e))
+        return
+    out = Table(title=f"{sweep_dir}: {len(table)} trials")
+    for c in summary.columns:
+        out.add_column(str(c).split(".")[-1], justify="right", no_wrap=True)
+    for row in summary.itertuples(index=False):
+        out.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(out)
+    if csv is not None:
+        summary.to_csv(csv, index=False)
+
+
+@app.command("threshold")
+def threshold_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory over training fractions")],
+    x: Annotated[str, typer.Option(help="the column varied")] = "task.train_fraction",
+    by: Annotated[str, typer.Option(help="one threshold per value of this column")] = "case",
+    n_bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the CI")] = 1000,
+) -> None:
+    """Fit P(generalise) against the training fraction; write threshold.{csv,md,png} with bootstrap CIs."""
+    from grokkit.analysis.threshold import threshold_report
+    from grokkit.sweep import SweepError, read_table
+
+    try:
+        th = threshold_report(read_table(sweep_dir), sweep_dir, x, by, n_bootstrap)
+    except (SweepError, ValueError) as e:
+        _fail(str(e))
+        return
+    for r in th.itertuples():
+        err.print(f"{r.method}: {x} at P(generalise)=0.5: {r.summary} ({r.n_generalized}/{r.n_trials} generalised)",
+                  highlight=False)
+
+
+@app.command("report")
+def report_cmd(
+    directory: Annotated[Path, typer.Argument(help="a run or sweep directory")],
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: DIR/report.html)")] = None,
+) -> None:
+    """Write one static HTML file with every figure and table of a run or sweep."""
+    from grokkit.report import ReportError, write_report
+    from grokkit.sweep import SweepError
+
+    try:
+        path = write_report(directory, out)
+    except (ReportError, SweepError) as e:
+        _fail(str(e))
+        return
+    err.print(f"wrote {path}", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -133,6 +133,15 @@ class DistillConfig(_Strict):
     alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
 
 
+class LoggingConfig(_Strict):
+    """Optional metric streams besides metrics.csv (which is always written)."""
+
+    tensorboard: bool = Field(False, description="write TensorBoard events to <run dir>/tensorboard")
+    wandb: bool = Field(False, description="log to Weights & Biases")
+    wandb_project: str = "grokkit"
+    wandb_mode: Literal["offline", "online", "disabled"] = Field("offline", description="offline: no network")
+
+
 class MemberConfig(_Strict):
     """One ensemble member: its seed and any hyper-parameters of its own (the rest come from the run config)."""
 
@@ -156,6 +165,7 @@ class RunConfig(_Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     distill: DistillConfig | None = None
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -164,9 +174,10 @@ class RunConfig(_Strict):
         members = self.member_list()
         if not members:
             raise ValueError("a run needs at least one member: set `seeds: [0]`")
-        seeds = [m.seed for m in members]
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"member seeds must be distinct, got {seeds}")
+        seen = [m.model_dump() for m in members]
+        duplicates = [m["seed"] for i, m in enumerate(seen) if m in seen[:i]]
+        if duplicates:  # the same member twice is a mistake; one seed with other settings is a sweep
+            raise ValueError(f"members must be distinct; seeds {duplicates} are listed twice with the same settings")
         if self.recipe == "distill" and self.distill is None:
             raise ValueError("recipe `distill` needs a `distill:` section with at least `teacher:`")
         if self.recipe != "distill" and self.distill is not None:

@@ -1,0 +1,214 @@
+"""The critical data threshold: P(generalise within the step budget) against the training fraction.
+
+For each method a logistic curve P = sigmoid(b0 + b1 * z), z the standardised fraction, is fitted by penalised
+maximum likelihood (a weak ridge on the slope keeps the fit finite when the outcomes are perfectly separated, which is
+the usual case for grokking: every seed fails below the threshold and every seed succeeds above it). The threshold
+f50 is the fraction where P = 0.5; its confidence interval is the bootstrap percentile interval (resampling the
+seeds at each fraction), widened, when every fraction's seeds all agree, to the tested fractions that bracket the
+crossing: with such separated outcomes every bootstrap sample gives the same fit, but the data cannot place the
+threshold more finely than the grid. A threshold outside the tested range is reported as censored ("< lowest" or
+"> highest"), never extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RIDGE = 0.01
+
+
+@dataclass
+class LogisticFit:
+    b0: float
+    b1: float  # per standard deviation of x
+    x_mean: float
+    x_sd: float
+
+    def p(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=float) - self.x_mean) / self.x_sd
+        return 1.0 / (1.0 + np.exp(-(self.b0 + self.b1 * z)))
+
+    def x50(self) -> float:
+        """Where P = 0.5; +inf if P never rises to 0.5 over x, -inf if it is always above."""
+        if self.b1 <= 1e-9:
+            return math.inf if self.b0 < 0 else -math.inf
+        return self.x_mean - self.b0 / self.b1 * self.x_sd
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE, iters: int = 100) -> LogisticFit:
+    """Newton's method on the penalised log-likelihood (ridge on the slope only)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    mean, sd = float(x.mean()), float(x.std()) or 1.0
+    z = (x - mean) / sd
+    design = np.stack([np.ones_like(z), z], axis=1)
+    penalty = np.diag([1e-6, ridge])  # a vanishing ridge on the intercept keeps all-0/all-1 outcomes finite
+    beta = np.zeros(2)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        grad = design.T @ (y - p) - penalty @ beta
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + penalty
+        step = np.linalg.solve(hess, grad)
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return LogisticFit(float(beta[0]), float(beta[1]), mean, sd)
+
+
+@dataclass
+class Threshold:
+    method: str
+    n_trials: int
+    n_generalized: int
+    x_min: float
+    x_max: float
+    x50: float  # may be +-inf (censored)
+    ci_low: float
+    ci_high: float
+    slope: float
+    censored: str  # "", "below" (< x_min) or "above" (> x_max)
+
+    def text(self, digits: int = 3) -> str:
+        def f(v: float) -> str:
+            if v == -math.inf or v < self.x_min:
+                return f"< {self.x_min:.{digits}g}"
+            if v == math.inf or v > self.x_max:
+                return f"> {self.x_max:.{digits}g}"
+            return f"{v:.{digits}f}"
+
+        return f"{f(self.x50)} [95% CI {f(self.ci_low)}, {f(self.ci_high)}]"
+
+
+def estimate_threshold(x: np.ndarray, y: np.ndarray, method: str = "", n_bootstrap: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> Threshold:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    lo_x, hi_x = float(x.min()), float(x.max())
+
+    def clip(v: float) -> float:  # outside the tested range the curve is not evidence: censor
+        return -math.inf if v < lo_x else math.inf if v > hi_x else v
+
+    x50 = clip(fit_logistic(x, y).x50())
+    fit = fit_logistic(x, y)
+    rng = np.random.default_rng(seed)
+    levels = np.unique(x)
+    index = {v: np.flatnonzero(x == v) for v in levels}
+    boots = []
+    for _ in range(n_bootstrap):
+        rows = np.concatenate([rng.choice(index[v], size=len(index[v]), replace=True) for v in levels])
+        boots.append(clip(fit_logistic(x[rows], y[rows]).x50()))
+    if boots:
+        arr = np.array(boots)
+        a = (1 - level) / 2
+        ci_low = float(np.quantile(arr, a, method="inverted_cdf"))
+        ci_high = float(np.quantile(arr, 1 - a, method="inverted_cdf"))
+    else:
+        ci_low = ci_high = math.nan
+    per_x = {v: y[index[v]].mean() for v in levels}
+    if math.isfinite(x50) and all(p in (0.0, 1.0) for p in per_x.values()):
+        # separated outcomes: the data cannot place the threshold more finely than the fractions around it
+        below = [v for v in levels if v <= x50 and per_x[v] < 0.5]
+        above = [v for v in levels if v >= x50 and per_x[v] >= 0.5]
+        ci_low = min(ci_low, max(below)) if below else -math.inf
+        ci_high = max(ci_high, min(above)) if above else math.inf
+    censored = "below" if x50 == -math.inf else "above" if x50 == math.inf else ""
+    return Threshold(method, len(y), int(y.sum()), lo_x, hi_x, x50, ci_low, ci_high, fit.b1 / fit.x_sd, censored)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def threshold_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str = "case",
+                    n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    df = table[table.status != "pending"]
+    if x not in df.columns:
+        raise ValueError(f"threshold: no column {x!r} in the results")
+    groups = df.groupby(by) if by in df.columns else [("all", df)]
+    rows = []
+    for method, g in groups:
+        t = estimate_threshold(g[x].to_numpy(float), g["generalized"].to_numpy(float), str(method),
+                               n_bootstrap, seed)
+        rows.append({**asdict(t), "summary": t.text()})
+    return pd.DataFrame(rows)
+
+
+def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x: str = "task.train_fraction",
+                   by: str = "case", title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = table[table.status != "pending"]
+    groups = list(df.groupby(by)) if by in df.columns else [("all", df)]
+    fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
+    grid = np.linspace(df[x].min(), df[x].max(), 200)
+    for i, (method, g) in enumerate(groups):
+        color = f"C{i}"
+        per_x = g.groupby(x)["generalized"].agg(["sum", "count"]).reset_index()
+        p = per_x["sum"] / per_x["count"]
+        ci = np.array([wilson(int(k), int(n)) for k, n in zip(per_x["sum"], per_x["count"])])
+        ax_p.errorbar(per_x[x], p, yerr=[p - ci[:, 0], ci[:, 1] - p], fmt="o", color=color, capsize=3,
+                      label=f"{method} (n={int(per_x['count'].iloc[0])}/point)")
+        fit = fit_logistic(g[x].to_numpy(float), g["generalized"].to_numpy(float))
+        ax_p.plot(grid, fit.p(grid), "-", color=color, alpha=0.8)
+        row = thresholds[thresholds.method == str(method)]
+        if len(row) and not row.censored.iloc[0]:
+            r = row.iloc[0]
+            lo = max(r.ci_low, df[x].min()) if np.isfinite(r.ci_low) else df[x].min()
+            hi = min(r.ci_high, df[x].max()) if np.isfinite(r.ci_high) else df[x].max()
+            ax_p.axvspan(lo, hi, color=color, alpha=0.12)
+            ax_p.axvline(r.x50, color=color, ls=":", lw=1)
+        ok = g[g.generalized]
+        if len(ok):
+            ax_s.scatter(ok[x], ok["steps_to_generalize"].astype(float), color=color, alpha=0.35, s=14)
+            med = ok.groupby(x)["steps_to_generalize"].agg(
+                median=lambda s: s.astype(float).median(), q25=lambda s: s.astype(float).quantile(0.25),
+                q75=lambda s: s.astype(float).quantile(0.75)).reset_index()
+            ax_s.errorbar(med[x], med["median"], yerr=[med["median"] - med.q25, med.q75 - med["median"]],
+                          fmt="-o", color=color, capsize=3, label=str(method))
+    ax_p.set_xlabel(x)
+    ax_p.set_ylabel("P(generalise within budget)")
+    ax_p.set_ylim(-0.05, 1.05)
+    ax_p.grid(alpha=0.3)
+    ax_p.legend(fontsize=8)
+    ax_p.set_title("logistic fit; shaded: 95% bootstrap CI of the threshold", fontsize=9)
+    ax_s.set_xlabel(x)
+    ax_s.set_ylabel("steps to generalise (generalised trials)")
+    ax_s.set_yscale("log")
+    ax_s.grid(alpha=0.3)
+    ax_s.set_title("median and IQR over seeds; dots: single trials", fontsize=9)
+    if ax_s.get_legend_handles_labels()[0]:
+        ax_s.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    from grokkit.checkpoint import atomic_write
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def threshold_report(table: pd.DataFrame, out: str | Path, x: str = "task.train_fraction", by: str = "case",
+                     n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Fit, then write ``threshold.csv``, ``threshold.md`` and ``threshold.png`` into ``out``."""
+    from grokkit.checkpoint import atomic_write, atomic_write_text
+
+    out = Path(out)
+    thresholds = threshold_table(table, x, by, n_bootstrap, seed)
+    atomic_write(out / "threshold.csv", lambda p: thresholds.to_csv(p, index=False))
+    lines = [f"| {by} | trials | generalised | {x} at P(generalise) = 0.5 |", "|---|---|---|---|"]
+    for r in thresholds.itertuples():
+        lines.append(f"| {r.method} | {r.n_trials} | {r.n_generalized} | {r.summary} |")
+    atomic_write_text(out / "threshold.md", "\n".join(lines) + "\n")
+    plot_threshold(table, thresholds, out / "threshold.png", x, by)
+    return thresholds

@@ -1,0 +1,131 @@
+"""``grokkit report DIR``: one static, self-contained HTML file with every figure and table of a run or a sweep."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from grokkit.checkpoint import atomic_write_text
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;
+padding:8px;font-size:12px;overflow-x:auto}h2{border-bottom:1px solid #ddd;padding-bottom:3px}"""
+
+
+class ReportError(ValueError):
+    pass
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def _fig_img(fig: object) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
+
+
+def _run_sections(d: Path) -> list[str]:
+    s = json.loads((d / "summary.json").read_text())
+    out = [f"<h2>Run {html.escape(s.get('name', d.name))}</h2>",
+           f"<p>recipe <b>{s['recipe']}</b>, task <b>{s['task']}</b>, train fraction {s['train_fraction']}, "
+           f"{s['steps']} steps, {s['wall_seconds']:.1f} s wall-clock on {s.get('device', '?')}</p>",
+           _table(pd.DataFrame(s["members"]))]
+    for png in sorted(d.glob("*.png")):
+        out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
+    out.append(f"<h3>config.yaml</h3><pre>{html.escape((d / 'config.yaml').read_text())}</pre>")
+    return out
+
+
+def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(table["case"].unique()) if "case" in table else ["all"]
+    fig, axs = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 3.8), squeeze=False, sharey=True)
+    colour_by = axes[0] if axes else None
+    values = sorted(table[colour_by].unique()) if colour_by else [None]
+    cmap = plt.get_cmap("viridis")
+    for ax, case in zip(axs[0], cases):
+        sub = table if case == "all" else table[table["case"] == case]
+        for _, row in sub.iterrows():
+            path = d / "trials" / row["trial"] / "metrics.csv"
+            if not path.exists():
+                continue
+            m = pd.read_csv(path)
+            m = m[m.step > 0]
+            v = row[colour_by] if colour_by else None
+            c = cmap(values.index(v) / max(1, len(values) - 1)) if colour_by else "C0"
+            ax.plot(m.step, m.test_acc, color=c, alpha=0.6, lw=1)
+        ax.set_xscale("log")
+        ax.set_title(str(case))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axs[0][0].set_ylabel("test accuracy")
+    if colour_by:
+        handles = [plt.Line2D([], [], color=cmap(i / max(1, len(values) - 1))) for i in range(len(values))]
+        axs[0][-1].legend(handles, [str(v) for v in values], title=colour_by, fontsize=7, title_fontsize=7)
+    fig.tight_layout()
+    return _fig_img(fig)
+
+
+def _sweep_sections(d: Path) -> list[str]:
+    from grokkit.sweep.store import read_table, summarize
+
+    spec = yaml.safe_load((d / "sweep.yaml").read_text())
+    table = read_table(d)
+    axes = [a for a in list(spec.get("grid", {})) + list(spec.get("zip", {})) if a in table.columns]
+    by = (["case"] if "case" in table.columns else []) + axes
+    out = [f"<h2>Sweep {html.escape(spec.get('name', d.name))}</h2>",
+           f"<p>{len(table)} trials; status: " + ", ".join(f"{k} {v}" for k, v in
+                                                             table.status.value_counts().items()) + "</p>",
+           "<h3>Outcomes by setting</h3>", _table(summarize(table, by))]
+    if (d / "threshold.csv").exists():
+        th = pd.read_csv(d / "threshold.csv")
+        out += ["<h3>Critical threshold</h3>",
+                _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]]),
+                _img(d / "threshold.png")]
+    out += ["<h3>Test accuracy of every trial</h3>", _sweep_curves(d, table, axes)]
+    if "pack_size" in table:
+        packs = table.dropna(subset=["group"]).groupby("group").size()
+        if len(packs):
+            out.append(f"<p>Packing: {len(packs)} ensembles, sizes {sorted(packs.tolist(), reverse=True)}.</p>")
+    errors = table[table.status.isin(["error", "failed"])]
+    if len(errors):
+        out += ["<h3>Failed trials</h3>", _table(errors[["trial", "status", "error"]])]
+    out.append(f"<h3>sweep.yaml</h3><pre>{html.escape((d / 'sweep.yaml').read_text())}</pre>")
+    return out
+
+
+def write_report(d: str | Path, out: str | Path | None = None) -> Path:
+    d = Path(d)
+    if (d / "sweep.yaml").exists():
+        body = _sweep_sections(d)
+    elif (d / "summary.json").exists():
+        body = _run_sections(d)
+    else:
+        raise ReportError(f"{d} is neither a finished run (summary.json) nor a sweep (sweep.yaml)")
+    target = Path(out) if out else d / "report.html"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>grokkit report: {html.escape(d.name)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>grokkit report</h1><p><code>{html.escape(str(d))}</code></p>"
+            + "\n".join(body) + "</body></html>")
+    atomic_write_text(target, page)
+    return target

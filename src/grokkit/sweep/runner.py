@@ -1,0 +1,378 @@
+"""Running a sweep: pack trials into ensembles, execute the groups (locally or on Ray), write one run directory per
+trial, keep the results table.
+
+Layout of a sweep directory::
+
+    DIR/sweep.yaml            the resolved sweep spec (for the record; a later, different spec may extend the sweep)
+    DIR/requires/NAME/        runs the trials depend on (e.g. a teacher), trained first
+    DIR/groups/GROUP/         a packed ensemble while it trains (its checkpoint lets a killed sweep resume)
+    DIR/trials/TRIAL/         one run directory per trial (the run-directory contract), or error.json if it failed
+    DIR/results.parquet       one row per trial: flattened config, outcome, wall-clock
+    DIR/.sweep.lock           held while a sweep runs; a second sweep on DIR is refused
+
+A trial is done when its directory holds ``summary.json`` for the same config; re-running the sweep skips it. Trials
+that failed (``error.json``) are tried again. Groups are exploded into trial directories only when the whole group has
+finished, so a group is either done or resumed from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
+from grokkit.config import MemberConfig, RunConfig, parse_config
+from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
+
+LOCK_FILE = ".sweep.lock"
+#: Member-level settings: trials that differ only in these are packed into one ensemble.
+PACKABLE = {
+    "seed": ("seeds",),
+    "train_fraction": ("task", "train_fraction"),
+    "lr": ("optimizer", "lr"),
+    "weight_decay": ("optimizer", "weight_decay"),
+    "alpha": ("distill", "alpha"),
+    "temperature": ("distill", "temperature"),
+}
+
+
+@dataclass
+class Group:
+    """Trials trained together as one ensemble (one member per trial)."""
+
+    id: str
+    trials: list[Trial]
+    config: RunConfig
+
+
+@dataclass
+class SweepResult:
+    trials: list[Trial]
+    groups: list[Group]
+    skipped: int
+    outcomes: dict[str, str] = field(default_factory=dict)  # trial id -> "ok" | "error: ..."
+    wall_seconds: float = 0.0
+    table: pd.DataFrame | None = None
+
+
+def _pack_key(cfg: RunConfig) -> str:
+    d = cfg.model_dump(mode="json")
+    d.pop("name")
+    d.pop("seeds", None)
+    d.pop("members", None)
+    for path in PACKABLE.values():
+        node = d
+        for p in path[:-1]:
+            node = node.get(p) or {}
+        if isinstance(node, dict) and path[-1] in node:
+            node[path[-1]] = None
+    return json.dumps(d, sort_keys=True)
+
+
+def _member(cfg: RunConfig) -> MemberConfig:
+    m = cfg.member_list()[0]
+    return MemberConfig(
+        seed=m.seed,
+        lr=m.lr if m.lr is not None else cfg.optimizer.lr,
+        weight_decay=m.weight_decay if m.weight_decay is not None else cfg.optimizer.weight_decay,
+        train_fraction=m.train_fraction if m.train_fraction is not None else cfg.task.train_fraction,
+        alpha=(m.alpha if m.alpha is not None else cfg.distill.alpha) if cfg.distill else None,
+        temperature=(m.temperature if m.temperature is not None else cfg.distill.temperature) if cfg.distill else None,
+    )
+
+
+def _fraction(t: Trial) -> float:
+    m = t.config.member_list()[0]
+    return m.train_fraction if m.train_fraction is not None else t.config.task.train_fraction
+
+
+def _split_by_padding(trials: list[Trial], max_padding: float) -> list[list[Trial]]:
+    """Members of an ensemble are padded to its largest training set; split so that at most ``max_padding`` of
+    each group's training rows are padding."""
+    ordered = sorted(trials, key=_fraction)
+    parts: list[list[Trial]] = []
+    for t in ordered:
+        if parts and 1 - _fraction(parts[-1][0]) / _fraction(t) <= max_padding + 1e-12:
+            parts[-1].append(t)
+        else:
+            parts.append([t])
+    return parts
+
+
+def plan(trials: list[Trial], pack: bool = True, max_pack: int = 256, name: str = "sweep",
+         max_padding: float | None = None) -> list[Group]:
+    """Group trials whose configs agree except for member-level settings (seed, fraction, lr, wd, alpha, T).
+
+    ``max_padding``: the largest share of padded training rows allowed in a group (members train on sets of
+    different sizes when the fraction varies). Default: 0.25 on CPU, where padding costs compute, and no limit on
+    GPUs, where one large ensemble beats several small ones."""
+    buckets: dict[str, list[Trial]] = {}
+    for t in trials:
+        key = _pack_key(t.config) if pack else t.id
+        buckets.setdefault(key, []).append(t)
+    groups = []
+    for members in buckets.values():
+        limit = max_padding
+        if limit is None:
+            limit = 0.25 if members[0].config.training.device == "cpu" else 1.0
+        for part in _split_by_padding(members, limit) if limit < 1.0 else [members]:
+            for start in range(0, len(part), max_pack):
+                chunk = part[start:start + max_pack]
+                digest = hashlib.sha1("\n".join(t.id for t in chunk).encode()).hexdigest()[:12]
+                base = chunk[0].config.model_dump(mode="json")
+                base.pop("seeds", None)
+                base["members"] = [_member(t.config).model_dump(mode="json", exclude_none=True) for t in chunk]
+                base["name"] = f"{name}/group-{digest}"
+                groups.append(Group(f"group-{digest}", chunk, parse_config(base, f"group {digest}")))
+    return groups
+
+
+# ------------------------------------------------------------------------------------------------ trial state
+def trial_dir(sweep_dir: Path, trial: Trial) -> Path:
+    return sweep_dir / "trials" / trial.id
+
+
+def trial_done(sweep_dir: Path, trial: Trial) -> bool:
+    d = trial_dir(sweep_dir, trial)
+    if not (d / "summary.json").exists() or not (d / "config.yaml").exists():
+        return False
+    try:
+        saved = parse_config(yaml.safe_load((d / "config.yaml").read_text()), str(d / "config.yaml"))
+    except Exception:  # noqa: BLE001 - an unreadable trial is simply re-run
+        return False
+    return saved == trial.config
+
+
+def _write_error(sweep_dir: Path, trial: Trial, message: str, tb: str) -> None:
+    d = trial_dir(sweep_dir, trial)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(d / "error.json", json.dumps({"trial": trial.id, "error": message, "traceback": tb}, indent=2))
+
+
+# ------------------------------------------------------------------------------------------------ one group
+def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -> dict[str, str]:
+    """Train one packed group and write its trials' run directories. Never raises: a failure is recorded in each of
+    the group's trial directories (``error.json``) and returned, so the other groups go on."""
+    import torch
+
+    from grokkit.api import run
+
+    sweep_dir = Path(sweep_dir)
+    if threads:
+        torch.set_num_threads(threads)
+    group_dir = sweep_dir / "groups" / group.id
+    try:
+        summary = run(group.config, group_dir, progress=False, log=lambda msg: None)
+        explode(group, group_dir, sweep_dir, summary)
+    except Exception as err:  # noqa: BLE001 - isolate the failure to this group's trials
+        tb = traceback.format_exc()
+        message = f"{type(err).__name__}: {err}"
+        for t in group.trials:
+            _write_error(sweep_dir, t, message, tb)
+        return {t.id: f"error: {message}" for t in group.trials}
+    shutil.rmtree(group_dir, ignore_errors=True)
+    return {t.id: "failed" if m["failed"] else "ok" for t, m in zip(group.trials, summary["members"])}
+
+
+def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, Any]) -> None:
+    """Split a finished group run into one run directory per trial (summary.json written last in each)."""
+    from grokkit.models import EnsembleTransformer
+    from grokkit.plots import plot_curves
+
+    if (group_dir / "tensorboard").exists():  # keep the group's event files: DIR/tensorboard/GROUP
+        (sweep_dir / "tensorboard").mkdir(exist_ok=True)
+        shutil.rmtree(sweep_dir / "tensorboard" / group.id, ignore_errors=True)
+        shutil.move(str(group_dir / "tensorboard"), str(sweep_dir / "tensorboard" / group.id))
+    metrics = pd.read_csv(group_dir / "metrics.csv")
+    model, vocab, meta = load_model(group_dir / MODEL_FILE)
+    params = dict(model.named_parameters())
+    k = len(group.trials)
+    for i, trial in enumerate(group.trials):
+        d = trial_dir(sweep_dir, trial)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").unlink(missing_ok=True)
+        (d / "error.json").unlink(missing_ok=True)
+        cfg = trial.config
+        atomic_write_text(d / "config.yaml", cfg.to_yaml())
+        rows = metrics[metrics.member == i].assign(member=0)
+        atomic_write(d / "metrics.csv", lambda p, rows=rows: rows.to_csv(p, index=False))
+        single = EnsembleTransformer(model.shape, [cfg.member_list()[0].seed])
+        with __import__("torch").no_grad():
+            for name, p in single.named_parameters():
+                p.copy_(params[name][i:i + 1])
+        save_model(d / MODEL_FILE, single, vocab, {k_: v for k_, v in meta.items()
+                                                    if k_ not in ("format", "shape", "vocab", "seeds")})
+        if len(rows):
+            plot_curves(rows, d / "curves.png", f"{trial.id}: {summary['task']}, "
+                        f"{cfg.task.train_fraction:.0%} of pairs ({cfg.recipe})")
+        s = dict(summary)
+        s.update(name=cfg.name, train_fraction=cfg.task.train_fraction, members=[summary["members"][i]],
+                 wall_seconds=round(summary["wall_seconds"] / k, 3),
+                 sweep={"trial": trial.id, "coords": trial.coords, "group": group.id, "pack_size": k, "index": i,
+                        "group_wall_seconds": summary["wall_seconds"]})
+        atomic_write_text(d / "summary.json", json.dumps(s, indent=2))
+
+
+def _run_group_payload(payload: tuple[str, list[tuple[str, str, dict[str, Any]]], str], sweep_dir: str,
+                       threads: int | None) -> dict[str, str]:
+    """Picklable entry point for process pools and Ray: configs travel as JSON."""
+    gid, trials, group_cfg = payload
+    group = Group(gid, [Trial(tid, parse_config(json.loads(c)), coords) for tid, c, coords in trials],
+                  parse_config(json.loads(group_cfg)))
+    return run_group(group, sweep_dir, threads)
+
+
+def _payload(group: Group) -> tuple[str, list[tuple[str, str, dict[str, Any]]], str]:
+    return (group.id, [(t.id, t.config_json(), t.coords) for t in group.trials],
+            json.dumps(group.config.model_dump(mode="json")))
+
+
+# ------------------------------------------------------------------------------------------------ executors
+Report = Callable[[Group, dict[str, str]], None]
+
+
+def execute_local(groups: list[Group], sweep_dir: Path, workers: int, report: Report) -> None:
+    if workers <= 1 or len(groups) <= 1:
+        for g in groups:
+            report(g, run_group(g, sweep_dir))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads): g for g in groups}
+        for fut in as_completed(futures):
+            report(futures[fut], fut.result())
+
+
+def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: str | None,
+                cpus_per_group: float) -> None:
+    """Each group is a Ray task. On a cluster the sweep directory must be on a filesystem every node shares."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--executor ray needs Ray: pip install 'grokkit[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        ray.init(**kwargs)
+        started = True
+    try:
+        threads = max(1, int(cpus_per_group))
+        task = ray.remote(num_cpus=cpus_per_group)(_run_group_payload)
+        pending = {task.remote(_payload(g), str(sweep_dir.resolve()), threads): g for g in groups}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                g = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - a lost worker: record and go on
+                    outcome = {t.id: f"error: {type(err).__name__}: {err}" for t in g.trials}
+                    for t in g.trials:
+                        _write_error(sweep_dir, t, outcome[t.id], "")
+                report(g, outcome)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ the sweep
+class _Lock:
+    def __init__(self, sweep_dir: Path) -> None:
+        from filelock import FileLock, Timeout
+
+        self.path = sweep_dir / LOCK_FILE
+        self._lock = FileLock(str(self.path))
+        self._timeout = Timeout
+
+    def __enter__(self) -> _Lock:
+        try:
+            self._lock.acquire(timeout=0)
+        except self._timeout:
+            raise SweepError(f"{self.path.parent} is in use by another sweep (lock {self.path} is held); "
+                             "wait for it to finish or choose another directory") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "local", workers: int = 1,
+              address: str | None = None, cpus_per_group: float = 1.0, dry_run: bool = False,
+              log: Callable[[str], None] = print) -> SweepResult:
+    """Run (or resume, or extend) a sweep into ``out``; returns what was planned and what happened."""
+    from grokkit.api import RunError, run
+    from grokkit.sweep.store import build_table, write_table
+
+    out = Path(out)
+    if executor not in ("local", "ray"):
+        raise SweepError(f"executor {executor!r} unknown; allowed: local, ray")
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not (out / "sweep.yaml").exists():
+        raise SweepError(f"--out {out} is not empty and holds no grokkit sweep; choose a new directory")
+    required = required_configs(spec, root)
+    expand(spec, root)  # validate every trial before anything is written
+    if dry_run:
+        trials = expand(spec, root, {k: str(out / "requires" / k) for k in required})
+        return SweepResult(trials, plan(trials, spec.pack, spec.max_pack, spec.name, spec.max_padding), 0)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with _Lock(out):
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        required_dirs = {}
+        for name, cfg in required.items():
+            log(f"required run {name!r}: {cfg.name}")
+            try:
+                run(cfg, out / "requires" / name, progress=False, log=log)
+            except RunError as err:
+                raise SweepError(f"required run {name!r} cannot run: {err}") from None
+            required_dirs[name] = str((out / "requires" / name).resolve())
+        trials = expand(spec, root, required_dirs)
+        pending = [t for t in trials if not trial_done(out, t)]
+        groups = plan(pending, spec.pack, spec.max_pack, spec.name, spec.max_padding)
+        result = SweepResult(trials, groups, len(trials) - len(pending))
+        sizes = sorted((len(g.trials) for g in groups), reverse=True)
+        log(f"{len(trials)} trials: {result.skipped} already done, {len(pending)} to run in {len(groups)} "
+            f"packed ensemble(s) of sizes {sizes}")
+        resuming = [g.id for g in groups if (out / "groups" / g.id / CHECKPOINT_FILE).exists()]
+        if resuming:
+            log(f"{len(resuming)} group(s) resume from their checkpoints: {', '.join(resuming)}")
+        n_done = 0
+
+        def report(g: Group, outcome: dict[str, str]) -> None:
+            nonlocal n_done
+            n_done += 1
+            result.outcomes.update(outcome)
+            bad = [v for v in outcome.values() if v.startswith("error")]
+            state = f"{len(bad)} error(s): {bad[0]}" if bad else "ok"
+            log(f"[{n_done}/{len(groups)}] {g.id} ({len(g.trials)} trials): {state}")
+
+        if executor == "local":
+            execute_local(groups, out, workers, report)
+        else:
+            execute_ray(groups, out, report, address, cpus_per_group)
+        table = build_table(out, trials, spec)
+        write_table(out, table)
+        result.table = table
+        if spec.threshold is not None and len(table):
+            from grokkit.analysis.threshold import threshold_report
+
+            threshold_report(table, out, spec.threshold.x, spec.threshold.by, spec.threshold.n_bootstrap)
+    result.wall_seconds = time.perf_counter() - t0
+    return result

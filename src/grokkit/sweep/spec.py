@@ -1,0 +1,254 @@
+"""Sweep specifications: a base config, axes over any dotted config key, cases and seeds -> a list of trials.
+
+A trial is one fully resolved single-member :class:`~grokkit.config.RunConfig`. Its directory name is derived from
+the settings that vary across the sweep (case, axis values, seed), so re-running or extending a sweep finds the trials
+it has already finished.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from grokkit.config import ConfigError, RunConfig, _format_validation_error, _set_dotted, parse_config
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run: the message says why."""
+
+
+class RequiredRun(BaseModel):
+    """A run the trials depend on (e.g. a teacher), trained once before them into ``DIR/requires/<name>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: str | dict[str, Any] = Field(..., description="config file (relative to the sweep file) or inline mapping")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class Case(BaseModel):
+    """A named variant (e.g. a method): dotted overrides applied on top of the base, crossed with the grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", v):
+            raise ValueError(f"case name {v!r} must be letters, digits, '_', '.', '+' or '-'")
+        return v
+
+
+class ThresholdSpec(BaseModel):
+    """Fit P(generalise) against ``x`` for each value of ``by`` when the sweep ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    x: str = "task.train_fraction"
+    by: str = "case"
+    n_bootstrap: int = Field(1000, ge=0)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "sweep"
+    base: str | dict[str, Any] = Field(..., description="config file (relative to the sweep file) or inline mapping")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides applied to the base")
+    requires: dict[str, RequiredRun] = Field(default_factory=dict)
+    cases: list[Case] = Field(default_factory=list)
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="cartesian product over dotted keys")
+    zip: dict[str, list[Any]] = Field(default_factory=dict, description="lists of equal length, varied together")
+    seeds: list[int] | None = None
+    n_seeds: int | None = Field(None, ge=1)
+    pack: bool = Field(True, description="pack trials whose shapes agree into one ensemble")
+    max_pack: int = Field(256, ge=1, description="most trials in one packed ensemble")
+    max_padding: float | None = Field(
+        None, ge=0, le=1, description="largest share of padded training rows in an ensemble whose members have "
+        "different train fractions; default 0.25 on CPU, no limit on GPU")
+    threshold: ThresholdSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        if self.seeds is not None and self.n_seeds is not None:
+            raise ValueError("give either `seeds` or `n_seeds`, not both")
+        names = [c.name for c in self.cases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"case names must be distinct, got {names}")
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"`zip` lists must have equal lengths, got {lengths}")
+        for key, values in {**self.grid, **self.zip}.items():
+            if not values:
+                raise ValueError(f"axis {key!r} has no values")
+            if key in ("seeds", "members") or key.startswith("members."):
+                raise ValueError(f"axis {key!r}: vary seeds with the sweep's `seeds`/`n_seeds`")
+        both = set(self.grid) & set(self.zip)
+        if both:
+            raise ValueError(f"keys {sorted(both)} are in both `grid` and `zip`")
+        return self
+
+    def with_overrides(self, items: list[str]) -> SweepSpec:
+        """The same sweep with ``dotted.key=value`` overrides added to the base config's."""
+        extra = {}
+        for item in items:
+            if "=" not in item:
+                raise SweepError(f"override {item!r} must look like dotted.key=value")
+            key, raw = item.split("=", 1)
+            extra[key.strip()] = yaml.safe_load(raw)
+        return parse_sweep({**self.model_dump(mode="json"), "overrides": {**self.overrides, **extra}})
+
+    def seed_list(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        return list(range(self.n_seeds or 1))
+
+    def axes(self) -> list[str]:
+        return list(self.grid) + list(self.zip)
+
+
+@dataclass
+class Trial:
+    """One run of one member: its id (directory name), config, and the sweep coordinates that produced it."""
+
+    id: str
+    config: RunConfig
+    coords: dict[str, Any] = field(default_factory=dict)  # case, axis values, seed
+
+    def config_json(self) -> str:
+        return json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+
+
+def _load_mapping(base: str | dict[str, Any], root: Path, what: str) -> dict[str, Any]:
+    if isinstance(base, dict):
+        return copy.deepcopy(base)
+    path = Path(base)
+    if not path.is_absolute():
+        path = root / path
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SweepError(f"{what}: config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise SweepError(f"{what}: {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{what}: {path} must hold a mapping")
+    return data
+
+
+def _apply(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        try:
+            _set_dotted(data, key, copy.deepcopy(value))
+        except ConfigError as err:
+            raise SweepError(str(err)) from None
+    return data
+
+
+def _substitute(value: Any, refs: dict[str, str]) -> Any:
+    """Replace ``{requires.NAME}`` inside string values by the required run's directory."""
+    if isinstance(value, str):
+        for key, target in refs.items():
+            value = value.replace("{requires." + key + "}", target)
+        return value
+    if isinstance(value, dict):
+        return {k: _substitute(v, refs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, refs) for v in value]
+    return value
+
+
+def _format_value(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def trial_id(coords: dict[str, Any]) -> str:
+    parts = [_format_value(v) if k == "case" else f"{k.split('.')[-1]}={_format_value(v)}" for k, v in coords.items()]
+    name = "__".join(parts) or "trial"
+    if len(name) > 120:  # keep file names short; the hash keeps them unique
+        digest = hashlib.sha1(json.dumps(coords, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{name[:100]}__{digest}"
+    return name
+
+
+def load_sweep(path: str | Path) -> tuple[SweepSpec, Path]:
+    """Read and validate a sweep file; returns the spec and the folder relative paths are resolved against."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SweepError(f"sweep file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise SweepError(f"sweep file {path} is not valid YAML: {err}") from None
+    return parse_sweep(data, str(path)), path.resolve().parent
+
+
+def parse_sweep(data: Any, source: str = "<dict>") -> SweepSpec:
+    if not isinstance(data, dict):
+        raise SweepError(f"invalid sweep {source}: the top level must be a mapping")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise SweepError(_format_validation_error(err, source).replace("invalid config", "invalid sweep")) from None
+
+
+def required_configs(spec: SweepSpec, root: Path) -> dict[str, RunConfig]:
+    out = {}
+    for name, req in spec.requires.items():
+        data = _apply(_load_mapping(req.base, root, f"requires.{name}"), req.overrides)
+        try:
+            out[name] = parse_config(data, f"requires.{name}")
+        except ConfigError as err:
+            raise SweepError(str(err)) from None
+    return out
+
+
+def expand(spec: SweepSpec, root: Path, required_dirs: dict[str, str] | None = None) -> list[Trial]:
+    """Every trial of the sweep, validated (a bad value anywhere is an error before anything runs)."""
+    base = _apply(_load_mapping(spec.base, root, "base"), spec.overrides)
+    cases = spec.cases or [Case(name="base")]
+    grid_keys = list(spec.grid)
+    grid_points = list(itertools.product(*spec.grid.values())) if grid_keys else [()]
+    n_zip = len(next(iter(spec.zip.values()))) if spec.zip else 1
+    refs = {k: str(v) for k, v in (required_dirs or {}).items()}
+    if required_dirs is None:  # validation only: any path will do
+        refs = {k: f"<requires.{k}>" for k in spec.requires}
+    trials: list[Trial] = []
+    for case in cases:
+        for point in grid_points:
+            for z in range(n_zip):
+                axis_values = dict(zip(grid_keys, point))
+                axis_values.update({k: v[z] for k, v in spec.zip.items()})
+                data = _apply(base, case.overrides)
+                data = _apply(data, axis_values)
+                if data.get("recipe", "scratch") != "distill":
+                    data.pop("distill", None)  # distillation settings apply to distill trials only
+                data.pop("members", None)
+                data = _substitute(data, refs)
+                for seed in spec.seed_list():
+                    coords: dict[str, Any] = {}
+                    if spec.cases:
+                        coords["case"] = case.name
+                    coords.update(axis_values)
+                    coords["seed"] = seed
+                    tid = trial_id(coords)
+                    try:
+                        cfg = parse_config(dict(data, seeds=[seed], name=f"{spec.name}/{tid}"), f"trial {tid}")
+                    except ConfigError as err:
+                        raise SweepError(str(err)) from None
+                    trials.append(Trial(tid, cfg, coords))
+    ids = [t.id for t in trials]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise SweepError(f"the sweep produces the same trial more than once: {dup[:5]}")
+    return trials

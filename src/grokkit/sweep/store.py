@@ -1,0 +1,118 @@
+"""The results store: one Parquet table of every trial of a sweep (flattened config, outcome, wall-clock)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grokkit.checkpoint import atomic_write
+from grokkit.sweep.spec import SweepError, SweepSpec, Trial
+
+RESULTS_FILE = "results.parquet"
+OUTCOME_COLUMNS = ["trial", "status", "error", "final_train_acc", "final_test_acc", "steps_to_generalize",
+                   "generalized", "steps", "wall_seconds", "group", "pack_size", "group_wall_seconds"]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)  # Parquet columns need one type; lists are kept as JSON text
+        else:
+            out[key] = v
+    return out
+
+
+def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
+    d = sweep_dir / "trials" / trial.id
+    row: dict[str, Any] = {"trial": trial.id, **{("case" if k == "case" else k): v for k, v in trial.coords.items()}}
+    config = _flatten(trial.config.model_dump(mode="json"))
+    config.pop("seeds", None)
+    for k, v in config.items():
+        row.setdefault(k, v)
+    summary_path, error_path = d / "summary.json", d / "error.json"
+    if summary_path.exists():
+        s = json.loads(summary_path.read_text())
+        m = s["members"][0]
+        sw = s.get("sweep", {})
+        row.update(status="failed" if m["failed"] else "ok", error=m.get("error"),
+                   final_train_acc=m["final_train_acc"], final_test_acc=m["final_test_acc"],
+                   steps_to_generalize=m["steps_to_generalize"], generalized=m["steps_to_generalize"] is not None,
+                   steps=s["steps"], wall_seconds=s["wall_seconds"], group=sw.get("group"),
+                   pack_size=sw.get("pack_size", 1), group_wall_seconds=sw.get("group_wall_seconds"))
+    elif error_path.exists():
+        e = json.loads(error_path.read_text())
+        row.update(status="error", error=e["error"], generalized=False)
+    else:
+        row.update(status="pending", generalized=False)
+    return row
+
+
+def build_table(sweep_dir: Path, trials: list[Trial], spec: SweepSpec | None = None) -> pd.DataFrame:
+    rows = [trial_row(sweep_dir, t) for t in trials]
+    df = pd.DataFrame(rows)
+    for c in OUTCOME_COLUMNS:
+        if c not in df:
+            df[c] = None
+    df["steps_to_generalize"] = pd.to_numeric(df["steps_to_generalize"], errors="coerce").astype("Int64")
+    for c in ("final_train_acc", "final_test_acc", "wall_seconds", "group_wall_seconds"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["generalized"] = df["generalized"].fillna(False).astype(bool)
+    if spec is not None:
+        df.attrs["axes"] = spec.axes()
+    return df
+
+
+def write_table(sweep_dir: Path, table: pd.DataFrame) -> None:
+    atomic_write(sweep_dir / RESULTS_FILE, lambda p: table.to_parquet(p, index=False))
+
+
+def read_table(sweep_dir: str | Path) -> pd.DataFrame:
+    path = Path(sweep_dir) / RESULTS_FILE
+    if not path.exists():
+        raise SweepError(f"{sweep_dir} holds no {RESULTS_FILE}: is it a sweep directory (grokkit sweep ... --out)?")
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
+        raise SweepError(f"{path} is unreadable: {err}") from None
+
+
+def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> pd.DataFrame:
+    """Per group: trials, generalised k/n and fraction, median (IQR) steps to generalise, final test accuracy."""
+    df = table
+    if where:
+        try:
+            df = df.query(where)
+        except Exception as err:  # noqa: BLE001 - pandas raises many kinds for a bad expression
+            raise SweepError(f"--where {where!r}: {err} (quote dotted names with backticks, e.g. "
+                             "`task.train_fraction` > 0.2)") from None
+    missing = [b for b in by if b not in df.columns]
+    if missing:
+        raise SweepError(f"--group-by {missing}: no such column; columns include {sorted(df.columns)[:40]}")
+    if not by:
+        df = df.assign(all="all")
+        by = ["all"]
+
+    def agg(g: pd.DataFrame) -> pd.Series:
+        steps = g.loc[g.generalized, "steps_to_generalize"].astype(float)
+        acc = g["final_test_acc"].astype(float)
+        return pd.Series({
+            "trials": len(g),
+            "errors": int((g.status == "error").sum()),
+            "generalized": int(g.generalized.sum()),
+            "p_gen": g.generalized.mean(),
+            "steps_med": steps.median() if len(steps) else float("nan"),
+            "steps_q25": steps.quantile(0.25) if len(steps) else float("nan"),
+            "steps_q75": steps.quantile(0.75) if len(steps) else float("nan"),
+            "test_acc": acc.mean(),
+            "test_acc_sd": acc.std(ddof=1) if acc.notna().sum() > 1 else float("nan"),
+            "wall_s": g["wall_seconds"].sum(),
+        })
+
+    return df.groupby(by, dropna=False).apply(agg, include_groups=False).reset_index()

@@ -1,0 +1,261 @@
+"""Sweeps: expansion, packing, equality with single runs, idempotence, resume, failure isolation, lock, store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from grokkit.api import run
+from grokkit.cli import app
+from grokkit.config import load_config
+from grokkit.engine import Trainer
+from grokkit.sweep import SweepError, expand, parse_sweep, plan, read_table, run_sweep, summarize
+from grokkit.sweep.runner import LOCK_FILE
+from helpers import tiny_config
+
+TEACHER = tiny_config(name="teacher", seeds=[0], task={"op": "add", "modulus": 19, "train_fraction": 0.5},
+                      vocab={"n_numbers": 19, "moduli": [17, 19]}, training={"steps": 40, "eval_every": 20,
+                                                                             "checkpoint_every": 0, "progress": False})
+
+
+def sweep_spec(**extra: object) -> dict:
+    base = tiny_config(vocab={"n_numbers": 19, "moduli": [17, 19]})
+    base["training"]["checkpoint_every"] = 20
+    spec = {
+        "name": "t",
+        "base": base,
+        "grid": {"task.train_fraction": [0.3, 0.5]},
+        "seeds": [0, 1],
+        "max_padding": 1.0,  # pack different fractions together: padded members must still equal runs alone
+    }
+    spec.update(extra)
+    return spec
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_expand_grid_cases_seeds_and_requires(tmp_path):
+    spec = parse_sweep(sweep_spec(
+        requires={"teacher": {"base": TEACHER}},
+        cases=[{"name": "scratch", "overrides": {"recipe": "scratch"}},
+               {"name": "kd", "overrides": {"recipe": "distill", "distill": {"teacher": "{requires.teacher}"}}}],
+        grid={"task.train_fraction": [0.3, 0.5], "optimizer.lr": [0.001, 0.003]},
+    ))
+    trials = expand(spec, tmp_path, {"teacher": "/x/teacher"})
+    assert len(trials) == 2 * 2 * 2 * 2
+    assert len({t.id for t in trials}) == len(trials)
+    kd = [t for t in trials if t.coords["case"] == "kd"]
+    assert all(t.config.distill.teacher == "/x/teacher" for t in kd)
+    assert all(t.config.distill is None for t in trials if t.coords["case"] == "scratch")
+    assert {t.config.optimizer.lr for t in trials} == {0.001, 0.003}
+    assert all(len(t.config.member_list()) == 1 for t in trials)
+    # everything that differs is member-level: one packed group per case
+    groups = plan(trials, max_padding=1.0)
+    assert sorted(len(g.trials) for g in groups) == [8, 8]
+    assert len(plan(trials, max_pack=3, max_padding=1.0)) == 2 * 3
+    assert len(plan(trials, pack=False)) == 16
+    # on CPU, by default, fractions 0.3 and 0.5 (40% padding) are not packed together
+    assert sorted(len(g.trials) for g in plan(trials)) == [4, 4, 4, 4]
+    assert len(plan(trials, max_padding=0.5)) == 2
+
+
+def test_shapes_that_differ_are_not_packed(tmp_path):
+    trials = expand(parse_sweep(sweep_spec(grid={"model.d_model": [16, 32]})), tmp_path)
+    groups = plan(trials)
+    assert len(groups) == 2
+    assert {g.config.model.d_model for g in groups} == {16, 32}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"grid": {"task.train_fraction": [0.3, 1.5]}}, "task.train_fraction"),
+    ({"grid": {"optimizer.nam": ["adam"]}}, "optimizer.nam"),
+    ({"grid": {"task.modulus": []}}, "no values"),
+    ({"seeds": [0], "n_seeds": 2}, "either"),
+    ({"gird": {}}, "gird"),
+])
+def test_bad_sweeps_are_refused_before_anything_is_written(tmp_path, bad, message):
+    with pytest.raises(SweepError, match=message):
+        spec = parse_sweep(sweep_spec(**bad))
+        run_sweep(spec, tmp_path, tmp_path / "out", log=quiet)
+    assert not (tmp_path / "out").exists()
+
+
+def test_packed_trial_equals_the_same_trial_run_alone(tmp_path):
+    spec = parse_sweep(sweep_spec())
+    result = run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    assert len(result.groups) == 1 and len(result.groups[0].trials) == 4
+    trial = result.trials[3]
+    d = tmp_path / "sw" / "trials" / trial.id
+    for name in ("config.yaml", "metrics.csv", "summary.json", "model.safetensors", "curves.png"):
+        assert (d / name).exists(), name
+    assert not (tmp_path / "sw" / "groups").exists() or not any((tmp_path / "sw" / "groups").iterdir())
+    alone = run(load_config(d / "config.yaml"), tmp_path / "alone", progress=False, log=quiet)
+    packed = json.loads((d / "summary.json").read_text())
+    assert packed["sweep"]["pack_size"] == 4
+    a = pd.read_csv(tmp_path / "alone" / "metrics.csv")
+    b = pd.read_csv(d / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+    assert alone["members"][0]["steps_to_generalize"] == packed["members"][0]["steps_to_generalize"]
+    table = read_table(tmp_path / "sw")
+    assert len(table) == 4 and set(table.status) == {"ok"}
+    assert {"task.train_fraction", "seed", "optimizer.lr", "final_test_acc", "steps_to_generalize",
+            "wall_seconds", "pack_size"} <= set(table.columns)
+
+
+def test_rerun_is_idempotent_and_an_extended_sweep_runs_only_new_trials(tmp_path):
+    spec = parse_sweep(sweep_spec())
+    run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "trials").rglob("summary.json")}
+    again = run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    assert again.skipped == 4 and again.groups == []
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "trials").rglob("summary.json")}
+    more = run_sweep(parse_sweep(sweep_spec(seeds=[0, 1, 2])), tmp_path, tmp_path / "sw", log=quiet)
+    assert more.skipped == 4 and sum(len(g.trials) for g in more.groups) == 2
+    assert len(read_table(tmp_path / "sw")) == 6
+
+
+def test_killed_sweep_resumes_from_the_group_checkpoint(tmp_path, monkeypatch):
+    spec = parse_sweep(sweep_spec())
+    reference = run_sweep(spec, tmp_path, tmp_path / "ref", log=quiet).table
+    original = Trainer.train_step
+
+    def dying(self: Trainer):  # the process is killed between steps 40 and 41 (checkpoint at 40)
+        if self.step == 41:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    groups = list((tmp_path / "sw" / "groups").iterdir())
+    assert len(groups) == 1 and (groups[0] / "checkpoint.safetensors").exists()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    lines: list[str] = []
+    resumed = run_sweep(spec, tmp_path, tmp_path / "sw", log=lines.append).table
+    cols = ["trial", "final_test_acc", "final_train_acc", "steps_to_generalize"]
+    pd.testing.assert_frame_equal(resumed[cols], reference[cols], rtol=1e-4, atol=1e-5)
+    assert any("resume from their checkpoints" in line for line in lines)
+
+
+def test_a_failing_trial_is_isolated(tmp_path):
+    spec = parse_sweep(sweep_spec(cases=[
+        {"name": "ok", "overrides": {}},
+        {"name": "broken", "overrides": {"recipe": "distill", "distill": {"teacher": str(tmp_path / "missing")}}},
+    ]))
+    result = run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    table = result.table
+    assert set(table[table.case == "ok"].status) == {"ok"}
+    broken = table[table.case == "broken"]
+    assert set(broken.status) == {"error"} and broken.error.str.contains("missing").all()
+    for trial in broken.trial:
+        assert (tmp_path / "sw" / "trials" / trial / "error.json").exists()
+    runner = CliRunner()
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 1  # errors were retried and failed again: a non-zero exit
+
+
+def test_nan_member_is_recorded_as_failed_and_the_others_go_on(tmp_path):
+    spec = parse_sweep(sweep_spec(grid={"optimizer.lr": [0.003, 1e12]}, seeds=[0]))
+    table = run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet).table
+    assert dict(zip(table["optimizer.lr"], table.status)) == {0.003: "ok", 1e12: "failed"}
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "sweep.yaml").write_text("name: other\n")
+    with FileLock(str(out / LOCK_FILE)):
+        with pytest.raises(SweepError, match="in use by another sweep"):
+            run_sweep(parse_sweep(sweep_spec()), tmp_path, out, log=quiet)
+    assert not (out / "trials").exists()
+
+
+def test_out_dir_holding_something_else_is_refused(tmp_path):
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "notes.txt").write_text("mine")
+    with pytest.raises(SweepError, match="not empty"):
+        run_sweep(parse_sweep(sweep_spec()), tmp_path, tmp_path / "sw", log=quiet)
+
+
+def test_results_summary_and_cli(tmp_path):
+    spec = parse_sweep(sweep_spec())
+    run_sweep(spec, tmp_path, tmp_path / "sw", log=quiet)
+    table = read_table(tmp_path / "sw")
+    s = summarize(table, ["task.train_fraction"])
+    assert list(s["trials"]) == [2, 2]
+    assert len(summarize(table, ["task.train_fraction"], "seed == 0")) == 2
+    with pytest.raises(SweepError, match="backticks"):
+        summarize(table, [], "task.train_fraction >")
+    with pytest.raises(SweepError, match="no such column"):
+        summarize(table, ["nope"])
+    runner = CliRunner()
+    res = runner.invoke(app, ["results", str(tmp_path / "sw"), "--csv", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 2
+    res = runner.invoke(app, ["results", str(tmp_path / "nothing")])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["report", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "sw" / "report.html").read_text()
+    assert page.count("<img") >= 1 and "Outcomes by setting" in page
+    trial_dir = next((tmp_path / "sw" / "trials").iterdir())
+    res = runner.invoke(app, ["report", str(trial_dir)])
+    assert res.exit_code == 0 and "curves.png" in (trial_dir / "report.html").read_text()
+
+
+def test_smoke_sweep_config_runs_end_to_end(tmp_path):
+    """The packaged smoke sweep: teacher, two packed cases, the threshold fit and report."""
+    runner = CliRunner()
+    sweep = Path(__file__).parents[1] / "src" / "grokkit" / "configs" / "sweeps" / "smoke.yaml"
+    res = runner.invoke(app, ["sweep", str(sweep), "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    table = read_table(tmp_path / "sw")
+    assert len(table) == 24 and set(table.status) == {"ok"}
+    th = pd.read_csv(tmp_path / "sw" / "threshold.csv")
+    assert set(th.method) == {"scratch", "distill"}
+    assert (tmp_path / "sw" / "threshold.png").exists()
+
+
+def test_ray_executor_on_a_local_ray_instance_matches_the_local_executor(tmp_path):
+    ray = pytest.importorskip("ray")
+    spec = parse_sweep(sweep_spec(grid={"task.train_fraction": [0.3, 0.5], "model.d_model": [16, 32]}, seeds=[0]))
+    local = run_sweep(spec, tmp_path, tmp_path / "local", log=quiet).table
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_sweep(spec, tmp_path, tmp_path / "ray", executor="ray", log=quiet).table
+    finally:
+        ray.shutdown()
+    assert len(remote) == 4 and set(remote.status) == {"ok"}
+    cols = ["trial", "status", "final_train_acc", "final_test_acc", "steps_to_generalize"]
+    pd.testing.assert_frame_equal(local[cols], remote[cols], rtol=1e-4, atol=1e-5)
+
+
+def test_local_process_pool_matches_in_process(tmp_path):
+    spec = parse_sweep(sweep_spec(grid={"model.d_model": [16, 32]}, seeds=[0]))
+    one = run_sweep(spec, tmp_path, tmp_path / "one", log=quiet).table
+    two = run_sweep(spec, tmp_path, tmp_path / "two", workers=2, log=quiet).table
+    cols = ["trial", "final_train_acc", "final_test_acc", "steps_to_generalize"]
+    pd.testing.assert_frame_equal(one[cols], two[cols], rtol=1e-4, atol=1e-5)
+
+
+def test_dry_run_with_cli_overrides_trains_nothing(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep_spec()))
+    res = CliRunner().invoke(app, ["sweep", str(path), "training.device=cuda", "--out", str(tmp_path / "sw"),
+                                   "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "4 trials in 1 packed ensembles" in res.output  # on a GPU every fraction shares one ensemble
+    assert not (tmp_path / "sw").exists()
+    res = CliRunner().invoke(app, ["sweep", str(path), "training.stepz=3", "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 2 and "training.stepz" in res.output

@@ -1,0 +1,59 @@
+"""The critical-threshold estimate: logistic fit, bootstrap CI, censoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokkit.analysis.threshold import estimate_threshold, fit_logistic, threshold_report, wilson
+
+
+def test_recovers_a_known_threshold_with_a_ci_that_covers_it():
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.linspace(0.1, 0.55, 10), 200)
+    p = 1 / (1 + np.exp(-(x - 0.3) / 0.03))
+    y = (rng.random(len(x)) < p).astype(float)
+    t = estimate_threshold(x, y, n_bootstrap=200)
+    assert abs(t.x50 - 0.3) < 0.01
+    assert t.ci_low < 0.3 < t.ci_high and t.ci_high - t.ci_low < 0.03
+    assert t.censored == ""
+    fit = fit_logistic(x, y)
+    assert fit.p(np.array([0.3]))[0] == pytest.approx(0.5, abs=0.05)
+
+
+def test_perfect_separation_gives_the_grid_bracket():
+    x = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
+    y = (x >= 0.3).astype(float)
+    t = estimate_threshold(x, y, n_bootstrap=100)
+    assert 0.2 < t.x50 < 0.3
+    assert t.ci_low <= 0.2 and t.ci_high >= 0.3
+    assert t.ci_low > 0.1 - 1e-9 and t.ci_high < 0.4 + 1e-9
+
+
+@pytest.mark.parametrize("outcome, censored, text", [(0.0, "above", "> 0.4"), (1.0, "below", "< 0.1")])
+def test_outside_the_tested_range_is_censored_not_extrapolated(outcome, censored, text):
+    x = np.repeat([0.1, 0.2, 0.3, 0.4], 5)
+    t = estimate_threshold(x, np.full(len(x), outcome), n_bootstrap=50)
+    assert t.censored == censored and math.isinf(t.x50)
+    assert t.text().startswith(text)
+
+
+def test_wilson_interval():
+    lo, hi = wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert wilson(0, 5)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_report_files(tmp_path):
+    x = np.repeat([0.1, 0.2, 0.3, 0.4], 4)
+    table = pd.DataFrame({"task.train_fraction": np.concatenate([x, x]), "case": ["a"] * 16 + ["b"] * 16,
+                          "generalized": np.concatenate([x >= 0.3, x >= 0.2]), "status": "ok",
+                          "steps_to_generalize": pd.array([100] * 32, dtype="Int64")})
+    th = threshold_report(table, tmp_path, n_bootstrap=20)
+    assert list(th.method) == ["a", "b"]
+    assert th.set_index("method").x50["a"] > th.set_index("method").x50["b"]
+    for name in ("threshold.csv", "threshold.md", "threshold.png"):
+        assert (tmp_path / name).exists()
