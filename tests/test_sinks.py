@@ -6,10 +6,10 @@ import sys
 import types
 
 import pytest
-from helpers import tiny_config
 
 from grokkit.api import run
 from grokkit.config import parse_config
+from helpers import tiny_config
 
 
 def test_tensorboard_events_hold_every_member_and_metric(tmp_path):
