@@ -104,6 +104,10 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     console = Console(stderr=True, soft_wrap=True)
     log = log or (lambda msg: console.print(msg, highlight=False, markup=False))
     out_path = Path(out) if out is not None else None
+    if cfg.recipe == "continual":
+        from grokkit.recipes.continual import run_continual
+
+        return run_continual(cfg, out_path, progress, log)
     state = _check_out_dir(out_path, cfg) if out_path is not None else "new"
     if state == "done":
         assert out_path is not None
@@ -112,7 +116,8 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     setup = prepare(cfg)
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
-    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log)
+    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
+                      task_sets=setup.task_sets)
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
@@ -172,8 +177,9 @@ def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainRe
     return {
         "name": cfg.name,
         "recipe": cfg.recipe,
-        "task": setup.task.name,
-        "train_fraction": cfg.task.train_fraction,
+        "task": setup.task_name,
+        "train_fraction": ([t.train_fraction for t in cfg.all_tasks()] if setup.multi_task
+                           else cfg.task.train_fraction),
         "steps": result.steps_done,
         "generalization_threshold": cfg.training.generalization_threshold,
         "loss_dtype": cfg.loss.dtype,
@@ -188,7 +194,9 @@ def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainRe
 
 
 def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    """Long format; per-task columns (``test_loss@<task>``, ``test_acc@<task>``) follow the fixed ones."""
+    extra = sorted({k for r in rows for k in r} - set(METRIC_COLUMNS))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS + extra)
 
 
 def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
@@ -196,7 +204,7 @@ def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, 
     atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
     save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
     if len(metrics):
-        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task.name}, "
-                    f"{cfg.task.train_fraction:.0%} of pairs ({cfg.recipe})")
+        fractions = "/".join(f"{t.train_fraction:.0%}" for t in cfg.all_tasks())
+        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task_name}, {fractions} of pairs ({cfg.recipe})")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)

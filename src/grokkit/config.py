@@ -117,7 +117,9 @@ class TrainingConfig(_Strict):
 
 class DistillConfig(_Strict):
     teacher: str = Field(..., description="teacher run directory or model .safetensors file")
-    teacher_member: int = Field(0, ge=0, description="which member of the teacher's ensemble")
+    teacher_member: int | Literal["matched"] = Field(
+        0, description="which member of the teacher's ensemble teaches every student member; `matched`: teacher "
+        "member k teaches student member k (the teacher must have as many members)")
     alpha: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
     position: Literal["operator", "final"] = "operator"
@@ -131,6 +133,39 @@ class DistillConfig(_Strict):
         None, ge=0, description="step from which alpha decays linearly to 0; None: constant alpha"
     )
     alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
+
+
+class InitConfig(_Strict):
+    """Start from a trained model's weights instead of a random initialisation (fine-tuning, continual training)."""
+
+    model: str = Field(..., description="run directory or model .safetensors file")
+    member: int | None = Field(
+        None, ge=0, description="which member to copy into every member; None: member k into member k (the model "
+        "must have as many members) or its only member into all")
+
+
+class JointConfig(_Strict):
+    """Recipe ``joint``: one model on the union of several tasks, by the task loss or by distillation only."""
+
+    mode: Literal["task_loss", "distill"] = "task_loss"
+    teachers: list[str] | None = Field(None, description="distill mode: one teacher per task, in the order of `tasks`")
+    teacher_member: int = Field(0, ge=0)
+    alpha: float = Field(1.0, ge=0, le=1, description="distill mode: 1 = distillation only (the paper's)")
+    temperature: float = Field(2.0, gt=0)
+    position: Literal["operator", "final"] = "operator"
+
+
+class ContinualConfig(_Strict):
+    """Recipe ``continual``: start from a model grokked on ``tasks[0]``, then train on ``tasks[1]``, ``tasks[2]``, ...
+    in turn, each stage optionally distilled from the frozen model of the stage before."""
+
+    init: str = Field(..., description="run directory or model file of the model grokked on tasks[0]")
+    init_member: int | None = Field(None, ge=0, description="see init.member")
+    steps_per_stage: int = Field(2000, ge=1)
+    distill: bool = False
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+    position: Literal["operator", "final"] = "operator"
 
 
 class LoggingConfig(_Strict):
@@ -154,17 +189,23 @@ class MemberConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    recipe: Literal["scratch", "distill"] = "scratch"
+    recipe: Literal["scratch", "distill", "joint", "continual"] = "scratch"
     name: str = "run"
     seeds: list[int] | None = Field(None, description="one member per seed (shorthand for `members`)")
     members: list[MemberConfig] | None = None
     task: TaskConfig = Field(default_factory=TaskConfig)
+    tasks: list[TaskConfig] | None = Field(None, description="recipes joint and continual: the tasks, in order")
+    eval_tasks: list[TaskConfig] | None = Field(
+        None, description="further tasks evaluated at every evaluation (test_acc@<task> columns), not trained on")
     vocab: VocabConfig = Field(default_factory=VocabConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     distill: DistillConfig | None = None
+    joint: JointConfig | None = None
+    continual: ContinualConfig | None = None
+    init: InitConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
@@ -184,12 +225,38 @@ class RunConfig(_Strict):
             raise ValueError(f"`distill:` is set but recipe is {self.recipe!r}; set `recipe: distill` or drop it")
         if self.recipe != "distill" and any(m.alpha is not None or m.temperature is not None for m in members):
             raise ValueError("member `alpha`/`temperature` only apply to recipe `distill`")
+        for section in ("joint", "continual"):
+            if (self.recipe == section) != (getattr(self, section) is not None):
+                raise ValueError(f"recipe `{section}` needs a `{section}:` section, and only that recipe takes one "
+                                 f"(recipe is {self.recipe!r})")
+        if self.recipe in ("joint", "continual"):
+            if not self.tasks or len(self.tasks) < 2:
+                raise ValueError(f"recipe `{self.recipe}` needs `tasks:` with at least two tasks")
+            names = [t.name for t in self.tasks]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tasks must be distinct, got {names}")
+            if any(m.train_fraction is not None for m in members):
+                raise ValueError("member `train_fraction` does not apply to multi-task recipes; set it per task")
+        elif self.tasks is not None:
+            raise ValueError(f"`tasks:` is for recipes joint and continual, not {self.recipe!r}; use `task:`")
+        if self.joint is not None and self.joint.mode == "distill":
+            if not self.joint.teachers or len(self.joint.teachers) != len(self.tasks or []):
+                raise ValueError("joint.mode=distill needs `joint.teachers` with one teacher per task")
+        moduli = [t.modulus for t in self.all_tasks() + list(self.eval_tasks or [])]
         n = self.vocab.n_numbers
-        if n is not None and n < self.task.modulus:
-            raise ValueError(f"vocab.n_numbers={n} is smaller than task.modulus={self.task.modulus}")
-        if self.vocab.moduli is not None and self.task.modulus not in self.vocab.moduli:
-            raise ValueError(f"task.modulus={self.task.modulus} is not in vocab.moduli={self.vocab.moduli}")
+        if n is not None and n < max(moduli):
+            raise ValueError(f"vocab.n_numbers={n} is smaller than the largest task modulus {max(moduli)}")
+        if self.vocab.moduli is not None:
+            missing = sorted(set(moduli) - set(self.vocab.moduli))
+            if missing:
+                raise ValueError(f"task moduli {missing} are not in vocab.moduli={self.vocab.moduli}")
+        elif len(set(moduli)) > 1:
+            raise ValueError(f"tasks use moduli {sorted(set(moduli))}: list them all in `vocab.moduli`")
         return self
+
+    def all_tasks(self) -> list[TaskConfig]:
+        """The tasks of the run: ``tasks`` for multi-task recipes, else ``[task]``."""
+        return list(self.tasks) if self.tasks else [self.task]
 
     def member_list(self) -> list[MemberConfig]:
         if self.members is not None:

@@ -53,6 +53,8 @@ class MemberResult:
     failed: bool = False
     failed_step: int | None = None
     error: str | None = None
+    #: per evaluated task (multi-task recipes, eval_tasks): final_test_acc and steps_to_generalize
+    tasks: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -82,11 +84,13 @@ class Trainer:
         objective: Objective,
         checkpoint_dir: Path | None = None,
         log: Callable[[str], None] = print,
+        task_sets: dict[str, EnsembleExamples] | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.training.device)
         self.model = model.to(self.device)
         self.train_set, self.test_set = train.to(self.device), test.to(self.device)
+        self.task_sets = {name: t.to(self.device) for name, t in (task_sets or {}).items()}
         self.objective = objective
         self.final_index = objective.positions.index(FINAL)
         self.checkpoint_dir = checkpoint_dir
@@ -122,6 +126,7 @@ class Trainer:
         self.step = 0
         self.rows: list[dict[str, Any]] = []
         self.steps_to_generalize: list[int | None] = [None] * k
+        self.task_steps: list[dict[str, int | None]] = [{name: None for name in self.task_sets} for _ in range(k)]
         self.last_eval_step = -1
         self.evals_since_all_generalized = 0
         self.elapsed_before = 0.0
@@ -210,9 +215,11 @@ class Trainer:
         train_loss, train_acc = self.evaluate_set(self.train_set)
         test_loss, test_acc = self.evaluate_set(self.test_set)
         norms = self.model.weight_norm()
+        per_task = {name: self.evaluate_set(data) for name, data in self.task_sets.items()}
         active = self.active.tolist()
         threshold = self.cfg.training.generalization_threshold
         values = torch.stack([train_loss, train_acc, test_loss, test_acc, norms.double()]).cpu().tolist()
+        task_values = {name: (loss.cpu().tolist(), acc.cpu().tolist()) for name, (loss, acc) in per_task.items()}
         for k, seed in enumerate(self.seeds):
             if not active[k]:
                 continue
@@ -220,8 +227,13 @@ class Trainer:
             if not all(math.isfinite(x) for x in (trl, tel, wn)):
                 self._fail(k, "non-finite metrics at evaluation")
                 continue
-            self.rows.append(dict(step=self.step, member=k, seed=seed, train_loss=trl, train_acc=tra,
-                                  test_loss=tel, test_acc=tea, weight_norm=wn))
+            row = dict(step=self.step, member=k, seed=seed, train_loss=trl, train_acc=tra,
+                       test_loss=tel, test_acc=tea, weight_norm=wn)
+            for name, (losses, accs) in task_values.items():
+                row[f"test_loss@{name}"], row[f"test_acc@{name}"] = losses[k], accs[k]
+                if self.task_steps[k][name] is None and accs[k] >= threshold:
+                    self.task_steps[k][name] = self.step
+            self.rows.append(row)
             if self.steps_to_generalize[k] is None and tea >= threshold:
                 self.steps_to_generalize[k] = self.step
         self.last_eval_step = self.step
@@ -256,6 +268,7 @@ class Trainer:
     def save_checkpoint(self, elapsed: float) -> None:
         assert self.checkpoint_dir is not None
         state = {"step": self.step, "rows": self.rows, "steps_to_generalize": self.steps_to_generalize,
+                 "task_steps": self.task_steps,
                  "last_eval_step": self.last_eval_step, "evals_since_all_generalized": self.evals_since_all_generalized,
                  "elapsed": elapsed}
         save_checkpoint(self.checkpoint_dir / CHECKPOINT_FILE, self.state_tensors(), state)
@@ -275,6 +288,7 @@ class Trainer:
         self.step = state["step"]
         self.rows = state["rows"]
         self.steps_to_generalize = state["steps_to_generalize"]
+        self.task_steps = state.get("task_steps", self.task_steps)
         self.last_eval_step = state["last_eval_step"]
         self.evals_since_all_generalized = state["evals_since_all_generalized"]
         self.elapsed_before = state["elapsed"]
@@ -324,5 +338,7 @@ class Trainer:
                 failed=failed,
                 failed_step=failed_step[k] if failed else None,
                 error="loss became NaN or inf" if failed else None,
+                tasks={name: {"final_test_acc": last[k].get(f"test_acc@{name}") if k in last else None,
+                              "steps_to_generalize": self.task_steps[k][name]} for name in self.task_sets} or None,
             ))
         return TrainResult(members, self.rows, self.step, wall)

@@ -144,6 +144,11 @@ class Examples:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @staticmethod
+    def concat(sets: Sequence[Examples]) -> Examples:
+        return Examples(torch.cat([s.tokens for s in sets]), torch.cat([s.labels for s in sets]),
+                        torch.cat([s.answer_range for s in sets]))
+
 
 @dataclass(frozen=True)
 class Split:

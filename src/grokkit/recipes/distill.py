@@ -48,10 +48,15 @@ def load_teacher(setup: Setup) -> EnsembleTransformer:
         teacher, vocab, _ = load_model(d.teacher)
     except CheckpointError as err:
         raise TeacherError(f"cannot load teacher: {err}") from None
+    check_compatible(teacher, vocab, setup.model, setup.vocab, d.teacher)
+    if d.teacher_member == "matched":
+        if teacher.n_members != setup.model.n_members:
+            raise TeacherError(f"distill.teacher_member=matched but teacher {d.teacher} has {teacher.n_members} "
+                               f"member(s) and the student {setup.model.n_members}")
+        return teacher.eval()
     if d.teacher_member >= teacher.n_members:
         raise TeacherError(f"distill.teacher_member={d.teacher_member} but teacher {d.teacher} has "
                            f"{teacher.n_members} member(s)")
-    check_compatible(teacher, vocab, setup.model, setup.vocab, d.teacher)
     single = EnsembleTransformer(teacher.shape, [teacher.seeds[d.teacher_member]])
     single.load_state_dict({n: p[d.teacher_member : d.teacher_member + 1] for n, p in teacher.state_dict().items()})
     return single.eval()
@@ -59,8 +64,11 @@ def load_teacher(setup: Setup) -> EnsembleTransformer:
 
 @torch.no_grad()
 def teacher_logits(teacher: EnsembleTransformer, tokens: torch.Tensor, position: int) -> torch.Tensor:
-    """The teacher's logits at ``position`` for every member's rows: ``tokens [K, n, T]`` -> ``[K, n, C]``."""
+    """The teacher's logits at ``position`` for every member's rows: ``tokens [K, n, T]`` -> ``[K, n, C]``. A
+    teacher of one member reads every member's rows; a teacher of K members reads member k's rows with member k."""
     k, n, t = tokens.shape
+    if teacher.n_members == k and k > 1:
+        return torch.cat([teacher(tokens[:, i : i + 16384], [position]) for i in range(0, n, 16384)], 1)[:, :, 0]
     flat = tokens.reshape(1, k * n, t)
     out = torch.cat([teacher(flat[:, i : i + 16384], [position]) for i in range(0, k * n, 16384)], 1)
     return out.view(k, n, -1)

@@ -13,8 +13,10 @@ from grokkit.tasks import POSITIONS, EnsembleExamples
 def task_objective_term(setup: Setup, logits: torch.Tensor, batch: EnsembleExamples) -> torch.Tensor:
     """Per-example task loss ``[K, n]`` from final-position logits ``[K, n, C]``."""
     cfg = setup.cfg
-    # one task per run: its answer range is one number, and slicing the classes beats a per-example mask
-    answer_range = setup.task.answer_range if cfg.loss.restrict_to_answer_range else None
+    # one task: its answer range is one number, and slicing the classes beats a per-example mask
+    answer_range: int | torch.Tensor | None = None
+    if cfg.loss.restrict_to_answer_range:
+        answer_range = batch.answer_range if setup.multi_task else setup.task.answer_range
     return task_loss(logits, batch.labels, cfg.loss.kind, answer_range, getattr(torch, cfg.loss.dtype))
 
 

@@ -1,0 +1,219 @@
+"""Recipe ``continual``: a model grokked on ``tasks[0]`` is trained on ``tasks[1]``, then ``tasks[2]``, ... (the
+paper's continual pre-training, Figure 6, extended to any number of shifts).
+
+Each stage is an ordinary run (recipe ``scratch``, or ``distill`` from the frozen model of the stage before) started
+from the previous stage's weights, evaluated on every task of the sequence at every evaluation, written to
+``OUT/stages/NN-<task>/`` — so a killed sequence resumes inside the stage it was in, and finished stages are skipped.
+The run directory itself holds the stitched ``metrics.csv`` (global step, stage, one ``test_acc@<task>`` column per
+task), ``summary.json`` with the continual-learning measures per member, ``model.safetensors`` (the last stage's),
+and ``curves.png``.
+
+Measures (Lopez-Paz & Ranzato 2017), from the accuracy matrix R[i][j] = test accuracy on task j after stage i
+(stage 0: the initial model): average accuracy ACC = mean_j R[N-1][j]; backward transfer BWT = mean_{j<N-1}
+(R[N-1][j] - R[j][j]) (negative: forgetting); forward transfer FWT = mean_{j>=1} (R[j-1][j] - 1/P_j), against
+chance 1/P_j.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grokkit.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model
+from grokkit.config import RunConfig, parse_config
+
+
+def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> RunConfig:
+    """The run of stage ``i`` (1-based over ``tasks[1:]``), starting from the model at ``previous``."""
+    c = cfg.continual
+    assert c is not None and cfg.tasks is not None
+    k = len(cfg.member_list())
+    tasks = [t.model_dump(mode="json") for t in cfg.tasks]
+    data = cfg.model_dump(mode="json")
+    for key in ("tasks", "continual", "joint", "distill", "init", "eval_tasks"):
+        data.pop(key, None)
+    data["recipe"] = "distill" if c.distill else "scratch"
+    data["name"] = f"{cfg.name}/stage{i}-{cfg.tasks[i].name}"
+    data["task"] = tasks[i]
+    data["eval_tasks"] = [t for j, t in enumerate(tasks) if j != i]
+    data["training"] = dict(data["training"], steps=c.steps_per_stage)
+    if i == 1:  # from the grokked model: member-wise if it has one member per run member
+        member: int | None = c.init_member if c.init_member is not None else (None if init_members in (1, k) else 0)
+        teacher_member: int | str = "matched" if member is None and init_members == k and k > 1 else (member or 0)
+    else:
+        member, teacher_member = None, ("matched" if k > 1 else 0)
+    data["init"] = {"model": previous, "member": member}
+    if c.distill:
+        data["distill"] = {"teacher": previous, "teacher_member": teacher_member, "alpha": c.alpha,
+                           "temperature": c.temperature, "position": c.position}
+    return parse_config(data, f"stage {i} of {cfg.name}")
+
+
+def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
+    """Evaluate tasks[0] on the initial model's own held-out pairs: take its split seed from the model file."""
+    c = cfg.continual
+    assert c is not None and cfg.tasks is not None
+    try:
+        model, _, meta = load_model(c.init)
+    except CheckpointError as err:
+        raise ValueError(f"continual.init: {err}") from None
+    first = cfg.tasks[0]
+    saved = Path(c.init) / "config.yaml"
+    if saved.exists():  # a run directory: tasks[0] must describe what the initial model was trained on
+        import yaml
+
+        trained = (yaml.safe_load(saved.read_text()) or {}).get("task", {})
+        want = {"op": first.op, "modulus": first.modulus, "train_fraction": first.train_fraction}
+        got = {k: trained.get(k) for k in want}
+        if got != want:
+            raise ValueError(f"tasks[0] is {want} but the initial model {c.init} was trained on {got}: tasks[0] "
+                             "must describe the initial model's training, so that its held-out pairs are known")
+    if first.split_seed is None:
+        member = c.init_member if c.init_member is not None else 0
+        if member >= model.n_members:
+            raise ValueError(f"continual.init_member={member} but {c.init} has {model.n_members} member(s)")
+        if model.n_members > 1 and c.init_member is None:
+            raise ValueError(f"continual.init {c.init} has {model.n_members} members: set continual.init_member, or "
+                             "tasks[0].split_seed")
+        tasks = [first.model_copy(update={"split_seed": int(model.seeds[member])})] + list(cfg.tasks[1:])
+        cfg = cfg.model_copy(update={"tasks": tasks})
+    return cfg, model.n_members
+
+
+def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
+                  ) -> dict[str, Any]:
+    from grokkit.api import RunError, _check_out_dir, run
+
+    if out is None:
+        raise RunError("recipe continual writes one run directory per stage: give --out")
+    state = _check_out_dir(out, cfg)
+    if state == "done":
+        log(f"{out} already holds this finished run; nothing to do")
+        return json.loads((out / "summary.json").read_text())
+    try:
+        resolved, init_members = _with_init_split(cfg)
+        assert resolved.tasks is not None
+        stages = [stage_config(resolved, i, "<previous>", init_members) for i in range(1, len(resolved.tasks))]
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    del stages  # validated; built again below with the real paths
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    previous = resolved.continual.init  # type: ignore[union-attr]
+    summaries, frames = [], []
+    offset = 0
+    for i in range(1, len(resolved.tasks)):
+        sc = stage_config(resolved, i, previous, init_members)
+        d = out / "stages" / f"{i:02d}-{resolved.tasks[i].name}"
+        log(f"stage {i}/{len(resolved.tasks) - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
+            + (" with distillation" if sc.recipe == "distill" else ""))
+        summary = run(sc, d, progress=progress, log=log)
+        m = pd.read_csv(d / "metrics.csv")
+        m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
+        m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
+        m.insert(0, "stage", i)
+        m.insert(1, "task", resolved.tasks[i].name)
+        m.insert(2, "global_step", m["step"] + offset)
+        frames.append(m)
+        summaries.append(summary)
+        offset += summary["steps"]
+        previous = str(d)
+    metrics = pd.concat(frames, ignore_index=True)
+    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    shutil.copyfile(Path(previous) / "model.safetensors", out / "model.safetensors.tmp")
+    (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+    summary = continual_summary(resolved, metrics, summaries)
+    plot_continual(metrics, resolved, out / "curves.png")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def accuracy_matrix(metrics: pd.DataFrame, names: list[str], member: int) -> list[list[float]]:
+    """R[i][j]: accuracy on task j after stage i; row 0 is the initial model (stage 1 at step 0)."""
+    mm = metrics[metrics.member == member]
+    first = mm[(mm.stage == 1) & (mm.step == 0)]
+    rows = [[float(first[f"test_acc@{n}"].iloc[0]) for n in names]]
+    for i in range(1, len(names)):
+        last = mm[mm.stage == i].sort_values("step").iloc[-1]
+        rows.append([float(last[f"test_acc@{n}"]) for n in names])
+    return rows
+
+
+def cl_measures(r: list[list[float]], moduli: list[int]) -> dict[str, float]:
+    n = len(r)
+    final = r[n - 1]
+    return {
+        "average_accuracy": sum(final) / n,
+        "backward_transfer": sum(final[j] - r[j][j] for j in range(n - 1)) / (n - 1),
+        "forward_transfer": sum(r[j - 1][j] - 1.0 / moduli[j] for j in range(1, n)) / (n - 1),
+        "average_accuracy_seen": [sum(r[i][: i + 1]) / (i + 1) for i in range(n)],  # type: ignore[dict-item]
+    }
+
+
+def continual_summary(cfg: RunConfig, metrics: pd.DataFrame, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    assert cfg.tasks is not None
+    names = [t.name for t in cfg.tasks]
+    moduli = [t.modulus for t in cfg.tasks]
+    members = []
+    for k, m in enumerate(cfg.member_list()):
+        r = accuracy_matrix(metrics, names, k)
+        previous_min = {}
+        for i in range(1, len(names)):  # the lowest accuracy on the task just left, during stage i: forgetting
+            col = metrics[(metrics.member == k) & (metrics.stage == i)][f"test_acc@{names[i - 1]}"]
+            previous_min[names[i]] = float(col.min())
+        members.append({
+            "seed": m.seed,
+            "failed": any(s["members"][k]["failed"] for s in stages),
+            "accuracy_matrix": r,
+            **cl_measures(r, moduli),
+            "steps_to_generalize_per_stage": {names[i]: stages[i - 1]["members"][k]["steps_to_generalize"]
+                                              for i in range(1, len(names))},
+            "min_acc_on_previous_task_per_stage": previous_min,
+            "final_test_acc": r[-1][-1],
+            "final_train_acc": stages[-1]["members"][k]["final_train_acc"],
+            "steps_to_generalize": stages[-1]["members"][k]["steps_to_generalize"],
+        })
+    first = stages[0]
+    return {
+        "name": cfg.name, "recipe": "continual", "task": " -> ".join(names), "tasks": names,
+        "distill": bool(cfg.continual and cfg.continual.distill),
+        "train_fraction": [t.train_fraction for t in cfg.tasks[1:]],
+        "steps": int(sum(s["steps"] for s in stages)),
+        "wall_seconds": round(sum(s["wall_seconds"] for s in stages), 3),
+        "members": members,
+        "versions": first.get("versions"), "loss_dtype": first.get("loss_dtype"), "device": first.get("device"),
+    }
+
+
+def plot_continual(metrics: pd.DataFrame, cfg: RunConfig, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert cfg.tasks is not None
+    names = [t.name for t in cfg.tasks]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for j, name in enumerate(names):
+        g = metrics.groupby("global_step")[f"test_acc@{name}"]
+        mean, lo, hi = g.mean(), g.min(), g.max()
+        ax.plot(mean.index, mean.values, color=f"C{j}", label=name)
+        ax.fill_between(mean.index, lo.values, hi.values, color=f"C{j}", alpha=0.15)
+    for start in metrics.groupby("stage")["global_step"].min().tolist()[1:]:
+        ax.axvline(start, color="grey", ls=":", lw=1)
+    kd = " with distillation" if cfg.continual and cfg.continual.distill else " without distillation"
+    ax.set_title(f"{cfg.name}: continual training{kd} (mean, min-max over {metrics.member.nunique()} seeds)",
+                 fontsize=9)
+    ax.set_xlabel("step (all stages)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(5, len(names)))
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""Recipe ``joint``: one model f_M on the union of several tasks (the paper's section 5, Figure 5).
+
+``joint.mode: task_loss`` trains on the labels of every task's training set; ``joint.mode: distill`` distils each
+training example from the teacher of its own task (one teacher per task, e.g. f_p1 and f_p2), with weight
+``joint.alpha`` (1: distillation only, no labels, as in the paper). Every evaluation reports each task's test accuracy
+(``test_acc@<task>`` in metrics.csv) and ``summary.json`` gives each task's steps to generalise.
+
+Distillation here defaults to the final position: with no labels, the position the answer is read from must be
+taught by someone; ``joint.position: operator`` is available for the mixed (alpha < 1) case.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from grokkit.checkpoint import CheckpointError, load_model
+from grokkit.engine import Objective
+from grokkit.losses import distillation_kl, distillation_loss, teacher_log_probs
+from grokkit.models import EnsembleTransformer
+from grokkit.recipes.common import Setup
+from grokkit.recipes.distill import TeacherError, check_compatible, teacher_logits
+from grokkit.recipes.scratch import prepare as prepare_task_loss
+from grokkit.recipes.scratch import task_objective_term
+from grokkit.tasks import POSITIONS
+
+
+def _teacher(path: str, member: int, setup: Setup) -> EnsembleTransformer:
+    try:
+        teacher, vocab, _ = load_model(path)
+    except CheckpointError as err:
+        raise TeacherError(f"cannot load teacher: {err}") from None
+    if member >= teacher.n_members:
+        raise TeacherError(f"joint.teacher_member={member} but teacher {path} has {teacher.n_members} member(s)")
+    check_compatible(teacher, vocab, setup.model, setup.vocab, path)
+    single = EnsembleTransformer(teacher.shape, [teacher.seeds[member]])
+    single.load_state_dict({n: p[member:member + 1] for n, p in teacher.state_dict().items()})
+    return single.eval()
+
+
+def prepare(setup: Setup) -> None:
+    cfg, j = setup.cfg, setup.cfg.joint
+    assert j is not None
+    if j.mode == "task_loss":
+        prepare_task_loss(setup)
+        return
+    assert j.teachers is not None
+    dtype = getattr(torch, cfg.loss.dtype)
+    position = POSITIONS[j.position]
+    tokens = setup.train.tokens
+    targets = torch.zeros(*tokens.shape[:2], setup.vocab.n_classes, dtype=dtype)
+    assigned = torch.zeros(tokens.shape[:2], dtype=torch.bool)
+    agreement = {}
+    for task, path in zip(setup.tasks, j.teachers):
+        teacher = _teacher(path, j.teacher_member, setup)
+        mine = ((tokens[..., 2] == setup.vocab.operation_token(task.op))
+                & (tokens[..., 3] == setup.vocab.modulus_token(task.modulus)))
+        log_p = teacher_log_probs(teacher_logits(teacher, tokens, position), torch.tensor(j.temperature), None, dtype)
+        targets = torch.where(mine.unsqueeze(-1), log_p, targets)
+        assigned |= mine
+        test = setup.task_sets[task.name]
+        final = teacher_logits(teacher, test.tokens, POSITIONS["final"])[..., : task.answer_range]
+        agreement[task.name] = float(((final.argmax(-1) == test.labels).double() * test.weight).sum()
+                                     / test.weight.sum())
+    assert bool(assigned.all()), "every training row belongs to one task"
+    setup.info["teacher_acc_on_task_test"] = agreement
+    device = torch.device(cfg.training.device)
+    targets = targets.to(device)
+    positions = sorted({POSITIONS["final"], position})
+    final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
+    temperature = torch.tensor(j.temperature, dtype=dtype, device=device)
+
+    def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members: slice, step: int) -> torch.Tensor:
+        target = targets[members]
+        if rows is not None:
+            target = torch.gather(target, 1, rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
+        kl = distillation_kl(logits[:, :, kd_i], target, temperature, None, dtype)
+        if j.alpha >= 1.0:
+            return kl
+        task = task_objective_term(setup, logits[:, :, final_i], batch)
+        return distillation_loss(task, kl, torch.tensor(j.alpha, dtype=dtype, device=device), temperature, False)
+
+    setup.objective = Objective(positions=positions, loss=loss)
