@@ -7,13 +7,13 @@ import json
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_config
 
 from grokkit.api import run
 from grokkit.checkpoint import load_model
 from grokkit.config import ConfigError, parse_config
 from grokkit.recipes import build_setup
 from grokkit.tasks import ModularTask, Vocabulary
+from helpers import tiny_config
 
 VOCAB = {"n_numbers": 17, "moduli": [11, 13, 17]}
 TASKS = [{"op": "add", "modulus": 17, "train_fraction": 0.5}, {"op": "add", "modulus": 13, "train_fraction": 0.5}]
