@@ -259,3 +259,34 @@ def test_dry_run_with_cli_overrides_trains_nothing(tmp_path):
     assert not (tmp_path / "sw").exists()
     res = CliRunner().invoke(app, ["sweep", str(path), "training.stepz=3", "--out", str(tmp_path / "sw")])
     assert res.exit_code == 2 and "training.stepz" in res.output
+
+
+def test_required_runs_build_on_each_other_and_axes_index_lists(tmp_path):
+    from grokkit.sweep.spec import required_configs
+
+    student = dict(TEACHER, recipe="distill", name="s", distill={"teacher": "{requires.t1}"})
+    spec = parse_sweep(sweep_spec(requires={"t1": {"base": TEACHER}, "t2": {"base": student}}))
+    assert required_configs(spec, tmp_path, {"t1": "/runs/t1"})["t2"].distill.teacher == "/runs/t1"
+    joint = tiny_config(recipe="joint", joint={}, vocab={"n_numbers": 19, "moduli": [17, 19]},
+                        tasks=[{"op": "add", "modulus": 19, "train_fraction": 0.5},
+                               {"op": "add", "modulus": 17, "train_fraction": 0.5}])
+    trials = expand(parse_sweep({"base": joint, "grid": {"tasks.1.train_fraction": [0.3, 0.4]}}), tmp_path)
+    assert [t.config.tasks[1].train_fraction for t in trials] == [0.3, 0.4]
+    with pytest.raises(SweepError, match="not an index"):
+        expand(parse_sweep({"base": joint, "grid": {"tasks.5.train_fraction": [0.3]}}), tmp_path)
+
+
+def test_multitask_recipes_in_a_sweep_report_per_task_columns(tmp_path):
+    vocab = {"n_numbers": 19, "moduli": [17, 19]}
+    tasks = [{"op": "add", "modulus": 19, "train_fraction": 0.5}, {"op": "add", "modulus": 17, "train_fraction": 0.5}]
+    continual = tiny_config(recipe="continual", vocab=vocab, tasks=tasks,
+                            continual={"init": "{requires.t}", "steps_per_stage": 20})
+    spec = parse_sweep({"base": continual, "requires": {"t": {"base": TEACHER}}, "seeds": [0, 1],
+                        "cases": [{"name": "plain"}, {"name": "kd", "overrides": {"continual.distill": True}}]})
+    table = run_sweep(spec, tmp_path, tmp_path / "c", log=quiet).table
+    assert set(table.status) == {"ok"} and len(table) == 4
+    assert {"backward_transfer", "forward_transfer", "average_accuracy",
+            "min_acc_on_previous_task_per_stage@add17"} <= set(table.columns)
+    joint = tiny_config(recipe="joint", vocab=vocab, tasks=tasks, joint={})
+    table = run_sweep(parse_sweep({"base": joint, "seeds": [0, 1]}), tmp_path, tmp_path / "j", log=quiet).table
+    assert {"test_acc@add19", "steps_to_generalize@add17", "generalized@add17"} <= set(table.columns)

@@ -280,16 +280,28 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested mappings; a numeric part indexes a list (``tasks.1.train_fraction``)."""
     parts = key.split(".")
-    node = data
-    for p in parts[:-1]:
+    node: Any = data
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not p.isdigit() or int(p) >= len(node):
+                raise ConfigError(f"override {key}: {p!r} is not an index of a list of {len(node)}")
+            if last:
+                node[int(p)] = value
+                return
+            node = node[int(p)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[:i])!r} is not a section")
+        if last:
+            node[p] = value
+            return
         child = node.get(p)
         if child is None:
             child = node[p] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key}: {p!r} is not a section")
         node = child
-    node[parts[-1]] = value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -86,13 +86,16 @@ def _member(cfg: RunConfig) -> MemberConfig:
         seed=m.seed,
         lr=m.lr if m.lr is not None else cfg.optimizer.lr,
         weight_decay=m.weight_decay if m.weight_decay is not None else cfg.optimizer.weight_decay,
-        train_fraction=m.train_fraction if m.train_fraction is not None else cfg.task.train_fraction,
+        train_fraction=None if cfg.tasks else (m.train_fraction if m.train_fraction is not None
+                                               else cfg.task.train_fraction),
         alpha=(m.alpha if m.alpha is not None else cfg.distill.alpha) if cfg.distill else None,
         temperature=(m.temperature if m.temperature is not None else cfg.distill.temperature) if cfg.distill else None,
     )
 
 
 def _fraction(t: Trial) -> float:
+    if t.config.tasks:  # multi-task: the fractions are part of the pack key, so equal within a bucket
+        return 1.0
     m = t.config.member_list()[0]
     return m.train_fraction if m.train_fraction is not None else t.config.task.train_fraction
 
@@ -335,8 +338,9 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
     t0 = time.perf_counter()
     with _Lock(out):
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        required_dirs = {}
-        for name, cfg in required.items():
+        required_dirs: dict[str, str] = {}
+        for name in required:
+            cfg = required_configs(spec, root, required_dirs)[name]  # with the paths of the runs before it
             log(f"required run {name!r}: {cfg.name}")
             try:
                 run(cfg, out / "requires" / name, progress=False, log=log)

@@ -168,6 +168,8 @@ def _substitute(value: Any, refs: dict[str, str]) -> Any:
 
 
 def _format_value(v: Any) -> str:
+    if isinstance(v, (list, dict)):  # long values (e.g. a list of teachers): a short digest keeps names readable
+        return "h" + hashlib.sha1(json.dumps(v, sort_keys=True).encode()).hexdigest()[:8]
     text = json.dumps(v) if not isinstance(v, str) else v
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
@@ -202,10 +204,13 @@ def parse_sweep(data: Any, source: str = "<dict>") -> SweepSpec:
         raise SweepError(_format_validation_error(err, source).replace("invalid config", "invalid sweep")) from None
 
 
-def required_configs(spec: SweepSpec, root: Path) -> dict[str, RunConfig]:
+def required_configs(spec: SweepSpec, root: Path, dirs: dict[str, str] | None = None) -> dict[str, RunConfig]:
+    """The required runs, in order; a later one may refer to an earlier one as ``{requires.NAME}``."""
     out = {}
     for name, req in spec.requires.items():
         data = _apply(_load_mapping(req.base, root, f"requires.{name}"), req.overrides)
+        refs = {k: (dirs or {}).get(k, f"<requires.{k}>") for k in out}
+        data = _substitute(data, refs)
         try:
             out[name] = parse_config(data, f"requires.{name}")
         except ConfigError as err:

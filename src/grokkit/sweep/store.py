@@ -46,6 +46,17 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
                    steps_to_generalize=m["steps_to_generalize"], generalized=m["steps_to_generalize"] is not None,
                    steps=s["steps"], wall_seconds=s["wall_seconds"], group=sw.get("group"),
                    pack_size=sw.get("pack_size", 1), group_wall_seconds=sw.get("group_wall_seconds"))
+        for name, t in (m.get("tasks") or {}).items():  # multi-task runs: per-task outcomes
+            row[f"test_acc@{name}"] = t["final_test_acc"]
+            row[f"steps_to_generalize@{name}"] = t["steps_to_generalize"]
+            row[f"generalized@{name}"] = t["steps_to_generalize"] is not None
+        for key, value in m.items():  # recipe-specific scalars, e.g. continual backward_transfer
+            if key not in row and isinstance(value, (int, float, bool)) and key not in ("failed_step",):
+                row[key] = value
+            elif key != "tasks" and isinstance(value, dict):
+                for sub, v in value.items():
+                    if v is None or isinstance(v, (int, float, bool)):
+                        row[f"{key}@{sub}"] = v
     elif error_path.exists():
         e = json.loads(error_path.read_text())
         row.update(status="error", error=e["error"], generalized=False)
