@@ -323,14 +323,19 @@ def parse_config(data: Any, source: str = "<dict>") -> RunConfig:
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+def read_yaml(path: str | Path, what: str = "config file", error: type[ValueError] = ConfigError) -> Any:
+    """A YAML file's content; a missing or malformed file raises ``error`` naming ``what`` and the path."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise error(f"{what} {path} does not exist") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise error(f"{what} {path} is not valid YAML: {err}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    data = read_yaml(path)
     data = data if data is not None else {}
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])

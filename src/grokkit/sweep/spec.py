@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from grokkit.config import ConfigError, RunConfig, _format_validation_error, _set_dotted, parse_config
+from grokkit.config import ConfigError, RunConfig, _format_validation_error, _set_dotted, parse_config, read_yaml
 
 
 class SweepError(ValueError):
@@ -133,12 +133,7 @@ def _load_mapping(base: str | dict[str, Any], root: Path, what: str) -> dict[str
     path = Path(base)
     if not path.is_absolute():
         path = root / path
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"{what}: config file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise SweepError(f"{what}: {path} is not valid YAML: {err}") from None
+    data = read_yaml(path, f"{what}: config file", SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"{what}: {path} must hold a mapping")
     return data
@@ -186,13 +181,7 @@ def trial_id(coords: dict[str, Any]) -> str:
 def load_sweep(path: str | Path) -> tuple[SweepSpec, Path]:
     """Read and validate a sweep file; returns the spec and the folder relative paths are resolved against."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"sweep file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise SweepError(f"sweep file {path} is not valid YAML: {err}") from None
-    return parse_sweep(data, str(path)), path.resolve().parent
+    return parse_sweep(read_yaml(path, "sweep file", SweepError), str(path)), path.resolve().parent
 
 
 def parse_sweep(data: Any, source: str = "<dict>") -> SweepSpec:
