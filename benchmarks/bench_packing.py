@@ -58,27 +58,28 @@ def main() -> None:
         separate = 0.0
         for s in range(args.seeds):
             separate += timed(grokkit + ["run", str(work / "run.yaml"), f"seeds=[{s}]", "--out", str(work / f"r{s}")])
-        same = _same_results(work, args.seeds)
+        diff = _max_accuracy_difference(work, args.seeds)
         shutil.rmtree(work)
         rounds.append({"packed_s": round(packed, 2), "separate_s": round(separate, 2),
-                       "speedup": round(separate / packed, 2), "same_test_acc": same})
+                       "speedup": round(separate / packed, 2), "max_abs_diff_final_test_acc": diff})
         print(f"round {r}: packed sweep {packed:.1f} s, {args.seeds} separate runs {separate:.1f} s, "
-              f"speed-up {separate / packed:.2f}x, identical final accuracies: {same}")
+              f"speed-up {separate / packed:.2f}x, largest difference in final test accuracy {diff:.4f}")
     result = {"seeds": args.seeds, "steps": args.steps, "device": args.device, "platform": platform.platform(),
               "rounds": rounds}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _same_results(work: Path, n: int) -> bool:
+def _max_accuracy_difference(work: Path, n: int) -> float:
+    """Packed and separate runs do the same arithmetic up to the order of floating-point reductions (batched matrix
+    products of different sizes), so they agree to ~1e-8 early on; training amplifies that into a few examples'
+    difference in accuracy after hundreds of steps."""
     import pandas as pd
 
     table = pd.read_parquet(work / "sweep" / "results.parquet").set_index("seed")
-    for s in range(n):
-        alone = json.loads((work / f"r{s}" / "summary.json").read_text())["members"][0]
-        if abs(alone["final_test_acc"] - table.loc[s, "final_test_acc"]) > 1e-4:
-            return False
-    return True
+    diffs = [abs(json.loads((work / f"r{s}" / "summary.json").read_text())["members"][0]["final_test_acc"]
+                 - table.loc[s, "final_test_acc"]) for s in range(n)]
+    return round(float(max(diffs)), 6)
 
 
 if __name__ == "__main__":

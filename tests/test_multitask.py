@@ -82,16 +82,23 @@ def test_joint_distillation_trains_end_to_end(tmp_path, teachers):
     assert "test_acc@add13" in pd.read_csv(tmp_path / "jd" / "metrics.csv").columns
 
 
-@pytest.mark.parametrize("distill", [False, True])
-def test_continual_sequence_with_cl_measures(tmp_path, teachers, distill):
+@pytest.mark.parametrize("distill, inputs, recipe", [(False, "current", "scratch"), (True, "current", "distill"),
+                                                      (True, "previous", "joint")])
+def test_continual_sequence_with_cl_measures(tmp_path, teachers, distill, inputs, recipe):
     tasks = [dict(TASKS[0], train_fraction=0.6), TASKS[1], {"op": "add", "modulus": 11, "train_fraction": 0.5}]
     cfg = parse_config(tiny_config(recipe="continual", tasks=tasks, vocab=VOCAB, seeds=[0, 1], continual={
-        "init": str(teachers["t17"]), "steps_per_stage": 40, "distill": distill, "alpha": 0.5}))
+        "init": str(teachers["t17"]), "steps_per_stage": 40, "distill": distill, "alpha": 0.5,
+        "distill_inputs": inputs}))
     summary = run(cfg, tmp_path / "c", progress=False, log=quiet)
     stages = sorted(p.name for p in (tmp_path / "c" / "stages").iterdir())
     assert stages == ["01-add13", "02-add11"]
-    assert json.loads((tmp_path / "c" / "stages" / "01-add13" / "summary.json").read_text())["recipe"] == (
-        "distill" if distill else "scratch")
+    for stage in stages:
+        assert json.loads((tmp_path / "c" / "stages" / stage / "summary.json").read_text())["recipe"] == recipe
+    if inputs == "previous":  # stage 2 replays the inputs of both earlier tasks, taught by stage 1's model
+        stage2 = parse_config(__import__("yaml").safe_load((tmp_path / "c" / "stages" / "02-add11" / "config.yaml")
+                                                          .read_text()))
+        assert [t.name for t in stage2.tasks] == ["add17", "add13", "add11"]
+        assert stage2.joint.teachers[2] is None and stage2.joint.teacher_member == "matched"
     metrics = pd.read_csv(tmp_path / "c" / "metrics.csv")
     assert {"stage", "global_step", "test_acc@add17", "test_acc@add13", "test_acc@add11"} <= set(metrics.columns)
     assert metrics.groupby("member").global_step.apply(lambda s: s.is_monotonic_increasing).all()
@@ -150,3 +157,19 @@ def test_vocabulary_of_a_multitask_run():
     from grokkit.recipes.common import build_vocab
 
     assert build_vocab(cfg) == Vocabulary(17, (11, 13, 17))
+
+
+def test_joint_task_without_teacher_learns_from_labels(teachers):
+    from grokkit.losses import task_loss
+
+    cfg = parse_config(tiny_config(recipe="joint", tasks=TASKS, vocab=VOCAB, seeds=[0],
+                                   joint={"mode": "distill", "teachers": [str(teachers["t17"]), None]}))
+    setup = build_setup(cfg)
+    with torch.no_grad():
+        logits = setup.model(setup.train.tokens, setup.objective.positions)
+        per_example = setup.objective.loss(logits, setup.train, None, slice(0, 1), 0)[0]
+        final = logits[:, :, setup.objective.positions.index(3)]
+        ce = task_loss(final, setup.train.labels, "cross_entropy", setup.train.answer_range, torch.float64)[0]
+    is13 = setup.train.tokens[0, :, 3] == setup.vocab.modulus_token(13)
+    assert torch.allclose(per_example[is13], ce[is13])
+    assert not torch.allclose(per_example[~is13], ce[~is13])

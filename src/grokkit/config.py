@@ -148,8 +148,10 @@ class JointConfig(_Strict):
     """Recipe ``joint``: one model on the union of several tasks, by the task loss or by distillation only."""
 
     mode: Literal["task_loss", "distill"] = "task_loss"
-    teachers: list[str] | None = Field(None, description="distill mode: one teacher per task, in the order of `tasks`")
-    teacher_member: int = Field(0, ge=0)
+    teachers: list[str | None] | None = Field(
+        None, description="distill mode: one teacher per task, in the order of `tasks`; null: that task's examples "
+        "are learnt from their labels")
+    teacher_member: int | Literal["matched"] = Field(0, description="see distill.teacher_member")
     alpha: float = Field(1.0, ge=0, le=1, description="distill mode: 1 = distillation only (the paper's)")
     temperature: float = Field(2.0, gt=0)
     position: Literal["operator", "final"] = "operator"
@@ -166,6 +168,10 @@ class ContinualConfig(_Strict):
     alpha: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
     position: Literal["operator", "final"] = "operator"
+    distill_inputs: Literal["current", "previous"] = Field(
+        "current", description="current: distil on the new task's inputs (the paper's reading); previous: distil the "
+        "previous model's answers on the earlier tasks' training inputs (their labels are never used) while the new "
+        "task is learnt from its labels -- learning without forgetting with input replay")
 
 
 class LoggingConfig(_Strict):

@@ -1,7 +1,9 @@
 """Recipe ``continual``: a model grokked on ``tasks[0]`` is trained on ``tasks[1]``, then ``tasks[2]``, ... (the
 paper's continual pre-training, Figure 6, extended to any number of shifts).
 
-Each stage is an ordinary run (recipe ``scratch``, or ``distill`` from the frozen model of the stage before) started
+Each stage is an ordinary run (recipe ``scratch``; or ``distill`` from the frozen model of the stage before, on the
+new task's inputs; or, with ``continual.distill_inputs: previous``, ``joint``: the earlier tasks' training inputs
+taught by the previous model, never their labels, and the new task by its labels) started
 from the previous stage's weights, evaluated on every task of the sequence at every evaluation, written to
 ``OUT/stages/NN-<task>/`` — so a killed sequence resumes inside the stage it was in, and finished stages are skipped.
 The run directory itself holds the stitched ``metrics.csv`` (global step, stage, one ``test_acc@<task>`` column per
@@ -48,7 +50,15 @@ def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> Ru
     else:
         member, teacher_member = None, ("matched" if k > 1 else 0)
     data["init"] = {"model": previous, "member": member}
-    if c.distill:
+    if c.distill and c.distill_inputs == "previous":
+        # one joint run: the earlier tasks' training inputs taught by the previous model, the new task by its labels
+        data["recipe"] = "joint"
+        data["tasks"] = tasks[: i + 1]
+        data["task"] = tasks[i]
+        data["eval_tasks"] = tasks[i + 1:] or None
+        data["joint"] = {"mode": "distill", "teachers": [previous] * i + [None], "teacher_member": teacher_member,
+                         "alpha": c.alpha, "temperature": c.temperature, "position": c.position}
+    elif c.distill:
         data["distill"] = {"teacher": previous, "teacher_member": teacher_member, "alpha": c.alpha,
                            "temperature": c.temperature, "position": c.position}
     return parse_config(data, f"stage {i} of {cfg.name}")
@@ -114,8 +124,9 @@ def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: 
             + (" with distillation" if sc.recipe == "distill" else ""))
         summary = run(sc, d, progress=progress, log=log)
         m = pd.read_csv(d / "metrics.csv")
-        m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
-        m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
+        if f"test_acc@{resolved.tasks[i].name}" not in m:  # a single-task stage: its test set is the new task's
+            m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
+            m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
         m.insert(0, "stage", i)
         m.insert(1, "task", resolved.tasks[i].name)
         m.insert(2, "global_step", m["step"] + offset)
@@ -155,6 +166,12 @@ def cl_measures(r: list[list[float]], moduli: list[int]) -> dict[str, float]:
     }
 
 
+def _stage_steps(member: dict[str, Any], task: str) -> int | None:
+    """Steps to generalise on the stage's new task (a joint stage reports it per task)."""
+    tasks = member.get("tasks") or {}
+    return tasks[task]["steps_to_generalize"] if task in tasks else member["steps_to_generalize"]
+
+
 def continual_summary(cfg: RunConfig, metrics: pd.DataFrame, stages: list[dict[str, Any]]) -> dict[str, Any]:
     assert cfg.tasks is not None
     names = [t.name for t in cfg.tasks]
@@ -171,12 +188,12 @@ def continual_summary(cfg: RunConfig, metrics: pd.DataFrame, stages: list[dict[s
             "failed": any(s["members"][k]["failed"] for s in stages),
             "accuracy_matrix": r,
             **cl_measures(r, moduli),
-            "steps_to_generalize_per_stage": {names[i]: stages[i - 1]["members"][k]["steps_to_generalize"]
+            "steps_to_generalize_per_stage": {names[i]: _stage_steps(stages[i - 1]["members"][k], names[i])
                                               for i in range(1, len(names))},
             "min_acc_on_previous_task_per_stage": previous_min,
             "final_test_acc": r[-1][-1],
             "final_train_acc": stages[-1]["members"][k]["final_train_acc"],
-            "steps_to_generalize": stages[-1]["members"][k]["steps_to_generalize"],
+            "steps_to_generalize": _stage_steps(stages[-1]["members"][k], names[-1]),
         })
     first = stages[0]
     return {

@@ -2,7 +2,8 @@
 
 ``joint.mode: task_loss`` trains on the labels of every task's training set; ``joint.mode: distill`` distils each
 training example from the teacher of its own task (one teacher per task, e.g. f_p1 and f_p2), with weight
-``joint.alpha`` (1: distillation only, no labels, as in the paper). Every evaluation reports each task's test accuracy
+``joint.alpha`` (1: distillation only, no labels, as in the paper). A task whose teacher is ``null`` is learnt from
+its labels. Every evaluation reports each task's test accuracy
 (``test_acc@<task>`` in metrics.csv) and ``summary.json`` gives each task's steps to generalise.
 
 Distillation here defaults to the final position: with no labels, the position the answer is read from must be
@@ -24,11 +25,18 @@ from grokkit.recipes.scratch import task_objective_term
 from grokkit.tasks import POSITIONS
 
 
-def _teacher(path: str, member: int, setup: Setup) -> EnsembleTransformer:
+def _teacher(path: str, member: int | str, setup: Setup) -> EnsembleTransformer:
     try:
         teacher, vocab, _ = load_model(path)
     except CheckpointError as err:
         raise TeacherError(f"cannot load teacher: {err}") from None
+    if member == "matched":
+        if teacher.n_members != setup.model.n_members:
+            raise TeacherError(f"joint.teacher_member=matched but teacher {path} has {teacher.n_members} member(s) "
+                               f"and the student {setup.model.n_members}")
+        check_compatible(teacher, vocab, setup.model, setup.vocab, path)
+        return teacher.eval()
+    assert isinstance(member, int)
     if member >= teacher.n_members:
         raise TeacherError(f"joint.teacher_member={member} but teacher {path} has {teacher.n_members} member(s)")
     check_compatible(teacher, vocab, setup.model, setup.vocab, path)
@@ -48,35 +56,40 @@ def prepare(setup: Setup) -> None:
     position = POSITIONS[j.position]
     tokens = setup.train.tokens
     targets = torch.zeros(*tokens.shape[:2], setup.vocab.n_classes, dtype=dtype)
-    assigned = torch.zeros(tokens.shape[:2], dtype=torch.bool)
+    taught = torch.zeros(tokens.shape[:2], dtype=torch.bool)  # rows with a teacher; the others learn from labels
     agreement = {}
     for task, path in zip(setup.tasks, j.teachers):
+        if path is None:
+            continue
         teacher = _teacher(path, j.teacher_member, setup)
         mine = ((tokens[..., 2] == setup.vocab.operation_token(task.op))
                 & (tokens[..., 3] == setup.vocab.modulus_token(task.modulus)))
         log_p = teacher_log_probs(teacher_logits(teacher, tokens, position), torch.tensor(j.temperature), None, dtype)
         targets = torch.where(mine.unsqueeze(-1), log_p, targets)
-        assigned |= mine
+        taught |= mine
         test = setup.task_sets[task.name]
         final = teacher_logits(teacher, test.tokens, POSITIONS["final"])[..., : task.answer_range]
         agreement[task.name] = float(((final.argmax(-1) == test.labels).double() * test.weight).sum()
                                      / test.weight.sum())
-    assert bool(assigned.all()), "every training row belongs to one task"
     setup.info["teacher_acc_on_task_test"] = agreement
     device = torch.device(cfg.training.device)
-    targets = targets.to(device)
+    targets, taught = targets.to(device), taught.to(device)
+    all_taught = bool(taught.all())
     positions = sorted({POSITIONS["final"], position})
     final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
     temperature = torch.tensor(j.temperature, dtype=dtype, device=device)
 
     def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members: slice, step: int) -> torch.Tensor:
-        target = targets[members]
+        target, has_teacher = targets[members], taught[members]
         if rows is not None:
             target = torch.gather(target, 1, rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
+            has_teacher = torch.gather(has_teacher, 1, rows)
         kl = distillation_kl(logits[:, :, kd_i], target, temperature, None, dtype)
-        if j.alpha >= 1.0:
+        if j.alpha >= 1.0 and all_taught:
             return kl
         task = task_objective_term(setup, logits[:, :, final_i], batch)
-        return distillation_loss(task, kl, torch.tensor(j.alpha, dtype=dtype, device=device), temperature, False)
+        mixed = kl if j.alpha >= 1.0 else distillation_loss(
+            task, kl, torch.tensor(j.alpha, dtype=dtype, device=device), temperature, False)
+        return torch.where(has_teacher, mixed, task)
 
     setup.objective = Objective(positions=positions, loss=loss)
