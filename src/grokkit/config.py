@@ -171,7 +171,8 @@ class ContinualConfig(_Strict):
     distill_inputs: Literal["current", "previous"] = Field(
         "current", description="current: distil on the new task's inputs (the paper's reading); previous: distil the "
         "previous model's answers on the earlier tasks' training inputs (their labels are never used) while the new "
-        "task is learnt from its labels -- learning without forgetting with input replay")
+        "task is learnt from its labels (alpha is then 1 on the earlier tasks' rows) -- learning without forgetting "
+        "with input replay")
 
 
 class LoggingConfig(_Strict):

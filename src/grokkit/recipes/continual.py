@@ -57,7 +57,7 @@ def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> Ru
         data["task"] = tasks[i]
         data["eval_tasks"] = tasks[i + 1:] or None
         data["joint"] = {"mode": "distill", "teachers": [previous] * i + [None], "teacher_member": teacher_member,
-                         "alpha": c.alpha, "temperature": c.temperature, "position": c.position}
+                         "alpha": 1.0, "temperature": c.temperature, "position": c.position}  # no old labels
     elif c.distill:
         data["distill"] = {"teacher": previous, "teacher_member": teacher_member, "alpha": c.alpha,
                            "temperature": c.temperature, "position": c.position}
