@@ -98,3 +98,13 @@ def test_early_stop_and_steps_to_generalize(tmp_path):
     first = metrics[metrics.test_acc >= 0.99].step.min()
     assert stg == first
     assert summary["steps"] < 3000 and metrics.step.max() == stg
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    import os
+
+    from grokkit.checkpoint import _UMASK, atomic_write_text
+
+    atomic_write_text(tmp_path / "x.txt", "hello")
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    assert os.listdir(tmp_path) == ["x.txt"]
