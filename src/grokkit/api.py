@@ -7,6 +7,7 @@ A run killed part-way resumes from its checkpoint when started again on the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
@@ -154,10 +155,7 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     for sink in sinks:
         callbacks.append(lambda t, sink=sink: sink.write(t.step, _last_rows(t)))
     try:
-        if bar is not None:
-            with bar:
-                result = trainer.fit(lambda t: [c(t) for c in callbacks])
-        else:
+        with bar if bar is not None else contextlib.nullcontext():
             result = trainer.fit(lambda t: [c(t) for c in callbacks])
     finally:
         for sink in sinks:

@@ -91,8 +91,8 @@ def estimate_threshold(x: np.ndarray, y: np.ndarray, method: str = "", n_bootstr
     def clip(v: float) -> float:  # outside the tested range the curve is not evidence: censor
         return -math.inf if v < lo_x else math.inf if v > hi_x else v
 
-    x50 = clip(fit_logistic(x, y).x50())
     fit = fit_logistic(x, y)
+    x50 = clip(fit.x50())
     rng = np.random.default_rng(seed)
     levels = np.unique(x)
     index = {v: np.flatnonzero(x == v) for v in levels}

@@ -108,10 +108,10 @@ def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: 
     try:
         resolved, init_members = _with_init_split(cfg)
         assert resolved.tasks is not None
-        stages = [stage_config(resolved, i, "<previous>", init_members) for i in range(1, len(resolved.tasks))]
+        for i in range(1, len(resolved.tasks)):  # every stage's config is valid before anything is written
+            stage_config(resolved, i, "<previous>", init_members)
     except ValueError as err:
         raise RunError(str(err)) from None
-    del stages  # validated; built again below with the real paths
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
     previous = resolved.continual.init  # type: ignore[union-attr]

@@ -41,24 +41,24 @@ def check_compatible(teacher: EnsembleTransformer, teacher_vocab: Vocabulary, st
         raise TeacherError(f"teacher {source} is incompatible with this student:\n  - " + "\n  - ".join(problems))
 
 
-def load_teacher(setup: Setup) -> EnsembleTransformer:
-    d = setup.cfg.distill
-    assert d is not None
+def load_teacher(path: str, member: int | str, setup: Setup, field: str = "distill") -> EnsembleTransformer:
+    """The frozen teacher at ``path``: its ``member`` alone, or (``"matched"``) all its members, one per student
+    member. Raises :class:`TeacherError` naming ``field`` when it cannot teach this student."""
     try:
-        teacher, vocab, _ = load_model(d.teacher)
+        teacher, vocab, _ = load_model(path)
     except CheckpointError as err:
         raise TeacherError(f"cannot load teacher: {err}") from None
-    check_compatible(teacher, vocab, setup.model, setup.vocab, d.teacher)
-    if d.teacher_member == "matched":
+    check_compatible(teacher, vocab, setup.model, setup.vocab, path)
+    if member == "matched":
         if teacher.n_members != setup.model.n_members:
-            raise TeacherError(f"distill.teacher_member=matched but teacher {d.teacher} has {teacher.n_members} "
+            raise TeacherError(f"{field}.teacher_member=matched but teacher {path} has {teacher.n_members} "
                                f"member(s) and the student {setup.model.n_members}")
         return teacher.eval()
-    if d.teacher_member >= teacher.n_members:
-        raise TeacherError(f"distill.teacher_member={d.teacher_member} but teacher {d.teacher} has "
-                           f"{teacher.n_members} member(s)")
-    single = EnsembleTransformer(teacher.shape, [teacher.seeds[d.teacher_member]])
-    single.load_state_dict({n: p[d.teacher_member : d.teacher_member + 1] for n, p in teacher.state_dict().items()})
+    assert isinstance(member, int)
+    if member >= teacher.n_members:
+        raise TeacherError(f"{field}.teacher_member={member} but teacher {path} has {teacher.n_members} member(s)")
+    single = EnsembleTransformer(teacher.shape, [teacher.seeds[member]])
+    single.load_state_dict({n: p[member : member + 1] for n, p in teacher.state_dict().items()})
     return single.eval()
 
 
@@ -87,7 +87,7 @@ def alpha_factor(d: DistillConfig, step: int) -> float:
 def prepare(setup: Setup) -> None:
     cfg, d = setup.cfg, setup.cfg.distill
     assert d is not None
-    teacher = load_teacher(setup)
+    teacher = load_teacher(d.teacher, d.teacher_member, setup)
     members = cfg.member_list()
     dtype = getattr(torch, cfg.loss.dtype)
     alpha = torch.tensor([m.alpha if m.alpha is not None else d.alpha for m in members], dtype=dtype)

@@ -14,35 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from grokkit.checkpoint import CheckpointError, load_model
 from grokkit.engine import Objective
 from grokkit.losses import distillation_kl, distillation_loss, teacher_log_probs
-from grokkit.models import EnsembleTransformer
 from grokkit.recipes.common import Setup
-from grokkit.recipes.distill import TeacherError, check_compatible, teacher_logits
+from grokkit.recipes.distill import load_teacher, teacher_logits
 from grokkit.recipes.scratch import prepare as prepare_task_loss
 from grokkit.recipes.scratch import task_objective_term
 from grokkit.tasks import POSITIONS
-
-
-def _teacher(path: str, member: int | str, setup: Setup) -> EnsembleTransformer:
-    try:
-        teacher, vocab, _ = load_model(path)
-    except CheckpointError as err:
-        raise TeacherError(f"cannot load teacher: {err}") from None
-    if member == "matched":
-        if teacher.n_members != setup.model.n_members:
-            raise TeacherError(f"joint.teacher_member=matched but teacher {path} has {teacher.n_members} member(s) "
-                               f"and the student {setup.model.n_members}")
-        check_compatible(teacher, vocab, setup.model, setup.vocab, path)
-        return teacher.eval()
-    assert isinstance(member, int)
-    if member >= teacher.n_members:
-        raise TeacherError(f"joint.teacher_member={member} but teacher {path} has {teacher.n_members} member(s)")
-    check_compatible(teacher, vocab, setup.model, setup.vocab, path)
-    single = EnsembleTransformer(teacher.shape, [teacher.seeds[member]])
-    single.load_state_dict({n: p[member:member + 1] for n, p in teacher.state_dict().items()})
-    return single.eval()
 
 
 def prepare(setup: Setup) -> None:
@@ -61,7 +39,7 @@ def prepare(setup: Setup) -> None:
     for task, path in zip(setup.tasks, j.teachers):
         if path is None:
             continue
-        teacher = _teacher(path, j.teacher_member, setup)
+        teacher = load_teacher(path, j.teacher_member, setup, field="joint")
         mine = ((tokens[..., 2] == setup.vocab.operation_token(task.op))
                 & (tokens[..., 3] == setup.vocab.modulus_token(task.modulus)))
         log_p = teacher_log_probs(teacher_logits(teacher, tokens, position), torch.tensor(j.temperature), None, dtype)

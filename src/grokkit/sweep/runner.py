@@ -190,6 +190,8 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
 
 def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, Any]) -> None:
     """Split a finished group run into one run directory per trial (summary.json written last in each)."""
+    import torch
+
     from grokkit.models import EnsembleTransformer
     from grokkit.plots import plot_curves
 
@@ -211,7 +213,7 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
         rows = metrics[metrics.member == i].assign(member=0)
         atomic_write(d / "metrics.csv", lambda p, rows=rows: rows.to_csv(p, index=False))
         single = EnsembleTransformer(model.shape, [cfg.member_list()[0].seed])
-        with __import__("torch").no_grad():
+        with torch.no_grad():
             for name, p in single.named_parameters():
                 p.copy_(params[name][i:i + 1])
         save_model(d / MODEL_FILE, single, vocab, {k_: v for k_, v in meta.items()
