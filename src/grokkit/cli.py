@@ -95,6 +95,43 @@ def sweep_cmd(
         raise typer.Exit(1)
 
 
+@app.command("repro")
+def repro_cmd(
+    figures: Annotated[list[str] | None, typer.Argument(
+        help="figure names (fig2 ... fig7, studies), `all`, or figure YAML files; none: list them")] = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for the sweeps and the figures")] = Path("runs/repro"),
+    executor: Annotated[str, typer.Option(help="local or ray (see `grokkit sweep`)")] = "local",
+    workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
+    override: Annotated[list[str] | None, typer.Option(
+        "--set", help="dotted.key=value applied to every trial, e.g. --set training.device=cuda")] = None,
+) -> None:
+    """Reproduce the paper's figures: run the sweeps a figure needs (finished trials are skipped), draw PNG + CSV."""
+    from grokkit.repro import ReproError, available, load_figure, repro
+    from grokkit.sweep import SweepError
+
+    figs = available()
+    if not figures:
+        for name, path in figs.items():
+            spec, _ = load_figure(path)
+            err.print(f"[bold]{name}[/]: {spec.title}  (sweeps: {', '.join(spec.sweeps.values())})", highlight=False)
+        return
+    names = list(figs) if figures == ["all"] else figures
+    for name in names:
+        try:
+            result = repro(name, out, executor=executor, workers=workers, overrides=override or [],
+                           log=lambda m: err.print(m, highlight=False, markup=False))
+        except (ReproError, SweepError, ConfigError, RunError) as e:
+            _fail(str(e))
+            return
+        err.print(f"wrote {result['png']} and {result['csv']}", highlight=False)
+        table = result["summary"]
+        reach = [c for c in table.columns if c.startswith(("seeds_reaching", "median_"))]
+        for r in table.to_dict("records"):
+            err.print(f"  {r['panel'][:40]:40s} {r['curve'][:34]:34s} final {r['final_mean']:.3f} "
+                      f"[{r['final_min']:.3f}, {r['final_max']:.3f}]  " + "  ".join(f"{c}={r[c]}" for c in reach),
+                      highlight=False, markup=False)
+
+
 @app.command("results")
 def results_cmd(
     sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory")],

@@ -1,0 +1,251 @@
+"""``grokkit repro``: the paper's figures, each from a figure file that names the sweeps it needs and what to draw.
+
+A figure file (``configs/paper/repro/<name>.yaml``, validated by :class:`FigureSpec`) lists
+
+* ``sweeps``: sweep files (relative to the figure file) run into ``OUT/<key>``; figures that share a sweep share its
+  trials (the sweep skips the trials it has finished, so the second figure only draws);
+* ``panels``: each a set of ``curves``, a curve being the trials of one sweep whose coordinates match ``where``
+  (e.g. ``{case: distill, task.train_fraction: 0.2}``), one metric (``test_acc``, ``weight_norm``,
+  ``test_acc@add61``, ...) against ``step`` (or ``global_step`` for continual runs). Each curve is drawn as the mean
+  over its seeds with the min-max band shaded.
+
+Outputs in ``OUT``: ``<name>.png``, ``<name>.csv`` (every curve: step, n_seeds, mean, std, min, max) and
+``<name>_summary.csv`` / ``.md`` (per curve: seeds, final value, first step each seed reaches ``reach``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator  # noqa: E402
+
+from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
+from grokkit.config import _format_validation_error, read_yaml  # noqa: E402
+from grokkit.demo import markdown_table  # noqa: E402
+
+
+class ReproError(ValueError):
+    """A figure that cannot be made: the message says why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Curve(_Strict):
+    label: str
+    sweep: str = Field(..., description="key into the figure's `sweeps`")
+    where: dict[str, Any] = Field(default_factory=dict, description="sweep coordinates the trials must match")
+    y: str | None = Field(None, description="metric column; default: the panel's")
+    color: str | None = None
+    linestyle: str = "-"
+
+
+class Panel(_Strict):
+    title: str
+    y: str = "test_acc"
+    ylabel: str | None = None
+    x: Literal["step", "global_step"] = "step"
+    xscale: Literal["log", "linear"] = "log"
+    curves: list[Curve]
+    stage_lines: bool = Field(False, description="mark where each continual stage starts")
+
+
+class FigureSpec(_Strict):
+    name: str
+    title: str
+    caption: str
+    sweeps: dict[str, str]
+    panels: list[Panel]
+    columns: int = Field(2, ge=1)
+    reach: float = Field(0.99, description="summary: first step a seed's curve reaches this value")
+
+    @model_validator(mode="after")
+    def _check(self) -> FigureSpec:
+        for panel in self.panels:
+            for curve in panel.curves:
+                if curve.sweep not in self.sweeps:
+                    raise ValueError(f"panel {panel.title!r}, curve {curve.label!r}: sweep {curve.sweep!r} is not "
+                                     f"one of the figure's sweeps {sorted(self.sweeps)}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- locating
+def figures_dir() -> Path:
+    return Path(str(resources.files("grokkit").joinpath("configs", "paper", "repro")))
+
+
+def available() -> dict[str, Path]:
+    """Figure name -> figure file, for every figure file shipped with the package."""
+    out = {}
+    for path in sorted(figures_dir().glob("*.yaml")):
+        data = read_yaml(path, "figure file", ReproError)
+        if isinstance(data, dict) and "panels" in data:
+            out[path.stem] = path
+    return out
+
+
+def load_figure(name_or_path: str | Path) -> tuple[FigureSpec, Path]:
+    """A packaged figure by name (``fig3``) or any figure file; returns the spec and its folder."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        figs = available()
+        if str(name_or_path) not in figs:
+            raise ReproError(f"unknown figure {name_or_path!r}; available: {', '.join(figs)}")
+        path = figs[str(name_or_path)]
+    data = read_yaml(path, "figure file", ReproError)
+    if not isinstance(data, dict):
+        raise ReproError(f"figure file {path} must hold a mapping")
+    try:
+        return FigureSpec.model_validate(data), path.resolve().parent
+    except ValidationError as e:
+        raise ReproError(_format_validation_error(e, str(path)).replace("invalid config", "invalid figure")) from None
+
+
+# --------------------------------------------------------------------------------------------------- data
+def _matches(coords: dict[str, Any], where: dict[str, Any]) -> bool:
+    for key, want in where.items():
+        have = coords.get(key)
+        if have is None:  # allow the last component of a dotted key (``train_fraction``)
+            have = next((v for k, v in coords.items() if k.split(".")[-1] == key), None)
+        if isinstance(want, float) or isinstance(have, float):
+            if have is None or not math.isclose(float(have), float(want), rel_tol=1e-9):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def sweep_trials(sweep_dir: Path) -> list[tuple[dict[str, Any], Path]]:
+    """(coordinates, trial directory) of every finished trial of a sweep."""
+    out = []
+    for d in sorted((sweep_dir / "trials").glob("*")):
+        summary = d / "summary.json"
+        if summary.exists() and (d / "metrics.csv").exists():
+            coords = json.loads(summary.read_text()).get("sweep", {}).get("coords", {})
+            out.append((coords, d))
+    return out
+
+
+def curve_table(curve: Curve, panel: Panel, trials: list[tuple[dict[str, Any], Path]]) -> pd.DataFrame:
+    """Per-seed values of one curve: columns seed, x, y."""
+    y = curve.y or panel.y
+    frames = []
+    for coords, d in trials:
+        if not _matches(coords, curve.where):
+            continue
+        m = pd.read_csv(d / "metrics.csv")
+        if y not in m.columns or panel.x not in m.columns:
+            raise ReproError(f"curve {curve.label!r}: {d}/metrics.csv has no column {y!r} or {panel.x!r} "
+                             f"(columns: {', '.join(m.columns)})")
+        frames.append(pd.DataFrame({"seed": coords.get("seed", len(frames)), "x": m[panel.x], "y": m[y],
+                                    "stage": m["stage"] if "stage" in m.columns else 0}))
+    if not frames:
+        raise ReproError(f"curve {curve.label!r}: no finished trial of sweep {curve.sweep!r} matches {curve.where}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, min and max over seeds at every x."""
+    g = per_seed.groupby("x")["y"]
+    return pd.DataFrame({"n_seeds": g.count(), "mean": g.mean(), "std": g.std(ddof=0), "min": g.min(),
+                         "max": g.max()}).reset_index()
+
+
+def first_reach(per_seed: pd.DataFrame, level: float) -> list[float | None]:
+    out: list[float | None] = []
+    for _, df in per_seed.groupby("seed"):
+        hit = df[df.y >= level]
+        out.append(float(hit.x.iloc[0]) if len(hit) else None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- making
+def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
+    """Draw a figure from sweeps already run into ``out/<sweep key>``; writes PNG, CSV and summary."""
+    out = Path(out)
+    rows, summary_rows = [], []
+    n = len(spec.panels)
+    cols = min(spec.columns, n)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.9 * nrows + 0.9), squeeze=False)
+    trials_of = {key: sweep_trials(out / key) for key in spec.sweeps}
+    for i, panel in enumerate(spec.panels):
+        ax = axes[i // cols][i % cols]
+        stage_starts: set[float] = set()
+        for j, curve in enumerate(panel.curves):
+            per_seed = curve_table(curve, panel, trials_of[curve.sweep])
+            agg = aggregate(per_seed)
+            if panel.stage_lines:
+                stage_starts |= set(per_seed.groupby("stage").x.min().tolist()) - {per_seed.x.min()}
+            shown = agg[agg.x > 0] if panel.xscale == "log" else agg
+            color = curve.color or f"C{j % 10}"
+            ax.plot(shown.x, shown["mean"], curve.linestyle, color=color, label=curve.label, lw=1.6)
+            ax.fill_between(shown.x, shown["min"], shown["max"], color=color, alpha=0.18, lw=0)
+            rows.append(agg.assign(panel=panel.title, curve=curve.label, metric=curve.y or panel.y))
+            last = per_seed.sort_values("x").groupby("seed").y.last()
+            reach = first_reach(per_seed, spec.reach)
+            hit = [r for r in reach if r is not None]
+            summary_rows.append({
+                "panel": panel.title, "curve": curve.label, "metric": curve.y or panel.y,
+                "n_seeds": int(last.size), "final_mean": float(last.mean()), "final_min": float(last.min()),
+                "final_max": float(last.max()), f"seeds_reaching_{spec.reach:g}": len(hit),
+                f"median_{panel.x}_to_{spec.reach:g}": float(np.median(hit)) if hit else None,
+                f"{panel.x}_to_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in reach),
+            })
+        for s in sorted(stage_starts):
+            ax.axvline(s, color="0.6", lw=0.8, ls=":")
+        ax.set_xscale(panel.xscale)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel("optimisation step" if panel.x == "step" else "step (all stages)")
+        ax.set_ylabel(panel.ylabel or panel.y)
+        if "acc" in panel.y:
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for k in range(n, nrows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.suptitle(spec.title, fontsize=11)
+    fig.text(0.5, 0.005, spec.caption, ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{spec.name}.png", lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+    curves = pd.concat(rows, ignore_index=True)[["panel", "curve", "metric", "x", "n_seeds", "mean", "std", "min",
+                                                  "max"]]
+    atomic_write_text(out / f"{spec.name}.csv", curves.to_csv(index=False))
+    summary = pd.DataFrame(summary_rows)
+    atomic_write_text(out / f"{spec.name}_summary.csv", summary.to_csv(index=False))
+    atomic_write_text(out / f"{spec.name}_summary.md", f"# {spec.title}\n\n{spec.caption}\n\n"
+                      + markdown_table(summary.round(3)) + "\n")
+    return {"png": out / f"{spec.name}.png", "csv": out / f"{spec.name}.csv", "summary": summary}
+
+
+def repro(name: str | Path, out: str | Path, executor: str = "local", workers: int = 1,
+          overrides: list[str] | None = None, log: Any = print) -> dict[str, Any]:
+    """Run the sweeps a figure needs (resuming / skipping finished trials), then draw it."""
+    from grokkit.sweep import load_sweep, run_sweep
+
+    spec, root = load_figure(name)
+    out = Path(out)
+    for key, rel in spec.sweeps.items():
+        sweep_spec, sweep_root = load_sweep(root / rel)
+        if overrides:
+            sweep_spec = sweep_spec.with_overrides(overrides)
+        log(f"{spec.name}: sweep {key} ({rel}) -> {out / key}")
+        result = run_sweep(sweep_spec, sweep_root, out / key, executor=executor, workers=workers, log=log)
+        errors = [t for t, v in result.outcomes.items() if v.startswith("error")]
+        if errors:
+            raise ReproError(f"sweep {key}: {len(errors)} trial(s) failed, e.g. {errors[0]} (see its error.json); "
+                             "re-run to retry them")
+    return make_figure(spec, out)

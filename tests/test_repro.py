@@ -1,0 +1,96 @@
+"""`grokkit repro`: figure files, the sweeps they run, the curves and summaries they write, and their errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from grokkit.cli import app
+from grokkit.repro import ReproError, available, load_figure, make_figure, repro
+from helpers import tiny_config
+
+
+def write_figure(tmp_path, where_kd: dict | None = None) -> str:
+    base = tiny_config(vocab={"n_numbers": 19, "moduli": [17, 19]})
+    base["distill"] = {"teacher": "{requires.teacher}", "alpha": 0.5, "temperature": 2.0}
+    teacher = tiny_config(name="teacher", seeds=[0], task={"op": "add", "modulus": 19, "train_fraction": 0.5},
+                          vocab={"n_numbers": 19, "moduli": [17, 19]})
+    sweep = {"name": "fig-test", "base": base, "requires": {"teacher": {"base": teacher}},
+             "cases": [{"name": "scratch", "overrides": {"recipe": "scratch"}},
+                       {"name": "kd", "overrides": {"recipe": "distill"}}],
+             "grid": {"task.train_fraction": [0.4, 0.5]}, "seeds": [0, 1]}
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "s.yaml").write_text(yaml.safe_dump(sweep))
+    figure = {"name": "figt", "title": "test figure", "caption": "tiny", "sweeps": {"s": "sweeps/s.yaml"},
+              "panels": [
+                  {"title": "accuracy", "curves": [
+                      {"label": "scratch 50%", "sweep": "s", "where": {"case": "scratch", "train_fraction": 0.5}},
+                      {"label": "kd 50%", "sweep": "s", "where": where_kd or {"case": "kd",
+                                                                              "task.train_fraction": 0.5}}]},
+                  {"title": "norm", "y": "weight_norm", "xscale": "linear", "curves": [
+                      {"label": "kd 40%", "sweep": "s", "where": {"case": "kd", "task.train_fraction": 0.4}}]}]}
+    path = tmp_path / "figt.yaml"
+    path.write_text(yaml.safe_dump(figure))
+    return str(path)
+
+
+def test_repro_runs_the_sweep_and_writes_figure_csv_and_summary(tmp_path):
+    fig = write_figure(tmp_path)
+    out = tmp_path / "out"
+    result = repro(fig, out, log=lambda _: None)
+    assert (out / "figt.png").stat().st_size > 0
+    curves = pd.read_csv(out / "figt.csv")
+    assert set(curves.curve) == {"scratch 50%", "kd 50%", "kd 40%"}
+    assert (curves.n_seeds == 2).all()  # two seeds per curve, aggregated at every evaluation step
+    assert sorted(curves[curves.curve == "kd 50%"].x) == [0, 20, 40, 60]
+    # the aggregate is the mean over the trials' own metrics.csv
+    trial = pd.read_csv(out / "s" / "trials" / "kd__train_fraction=0.5__seed=1" / "metrics.csv")
+    other = pd.read_csv(out / "s" / "trials" / "kd__train_fraction=0.5__seed=0" / "metrics.csv")
+    row = curves[(curves.curve == "kd 50%") & (curves.x == 60)].iloc[0]
+    assert row["mean"] == pytest.approx((trial.test_acc.iloc[-1] + other.test_acc.iloc[-1]) / 2)
+    assert row["min"] <= row["mean"] <= row["max"]
+    norm = curves[curves.curve == "kd 40%"]
+    assert (norm.metric == "weight_norm").all() and (norm["mean"] > 1).all()
+    summary = result["summary"]
+    assert list(summary.n_seeds) == [2, 2, 2]
+    assert (out / "figt_summary.md").read_text().startswith("# test figure")
+    # a second call draws again without training: every trial is found finished
+    logs: list[str] = []
+    repro(fig, out, log=logs.append)
+    assert any("8 trials: 8 already done, 0 to run" in m for m in logs)
+
+
+def test_curve_matching_nothing_is_an_error(tmp_path):
+    fig = write_figure(tmp_path, where_kd={"case": "kd", "task.train_fraction": 0.9})
+    with pytest.raises(ReproError, match="no finished trial"):
+        repro(fig, tmp_path / "out", log=lambda _: None)
+    assert not (tmp_path / "out" / "figt.png").exists()
+
+
+def test_bad_figure_files_are_clear_errors(tmp_path):
+    with pytest.raises(ReproError, match="unknown figure 'fig99'"):
+        load_figure("fig99")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "b", "title": "t", "caption": "c", "sweeps": {"s": "x.yaml"},
+                                   "panels": [{"title": "p", "curves": [{"label": "l", "sweep": "nope"}]}]}))
+    with pytest.raises(ReproError, match="sweep 'nope' is not one of"):
+        load_figure(bad)
+    result = CliRunner().invoke(app, ["repro", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_packaged_figures_load_and_name_their_sweeps():
+    figs = available()
+    assert {"fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "studies"} <= set(figs)
+    for name in figs:
+        spec, root = load_figure(name)
+        for rel in spec.sweeps.values():
+            assert (root / rel).exists(), (name, rel)
+
+
+def test_make_figure_needs_finished_trials(tmp_path):
+    spec, _ = load_figure("fig3")
+    with pytest.raises(ReproError, match="no finished trial"):
+        make_figure(spec, tmp_path)
