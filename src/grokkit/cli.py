@@ -132,6 +132,31 @@ def repro_cmd(
                       highlight=False, markup=False)
 
 
+@app.command("compare")
+def compare_cmd(
+    comparison: Annotated[Path, typer.Argument(help="comparison YAML: one sweep per setting, its cases = methods")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the settings' sweeps and the table")] = Path(
+        "runs/compare"),
+    executor: Annotated[str, typer.Option(help="local or ray (see `grokkit sweep`)")] = "local",
+    workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
+    override: Annotated[list[str] | None, typer.Option(
+        "--set", help="dotted.key=value applied to every trial, e.g. --set training.device=cuda")] = None,
+    train: Annotated[bool, typer.Option("--train/--table-only", help="run the sweeps first (resumable)")] = True,
+) -> None:
+    """Rank methods: steps to generalise (median, IQR, seeds generalised) and wall-clock, per setting."""
+    from grokkit.compare import CompareError, compare, markdown
+    from grokkit.sweep import SweepError
+
+    try:
+        df = compare(comparison, out, executor=executor, workers=workers, overrides=override or [],
+                     log=lambda m: err.print(m, highlight=False, markup=False), run=train)
+    except (CompareError, SweepError, ConfigError, RunError) as e:
+        _fail(str(e))
+        return
+    typer.echo(markdown(df))
+    err.print(f"wrote {out}/*.csv, *.md, *.png", highlight=False)
+
+
 @app.command("results")
 def results_cmd(
     sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory")],

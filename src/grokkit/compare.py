@@ -1,0 +1,187 @@
+"""``grokkit compare``: one table that ranks methods of inducing grokking, over seeds, on several settings.
+
+A comparison file names one sweep per *setting* (e.g. mod-113 addition at 30%); each sweep's ``cases`` are the
+*methods* (scratch, StableMax, ⊥AdamW, Grokfast, GrokTransfer, distillation, combinations). The sweeps run as usual
+(packed, resumable); the table then reads their results stores:
+
+* steps to generalise per method: median with the interquartile range over seeds, where a seed that never
+  generalised counts as "more than the budget" (so the median is censored, ``> budget``, once half the seeds fail);
+* how many seeds generalised;
+* wall-clock: seconds per 1,000 steps of one member (the packed ensemble's time shared among its members), and the
+  median time to generalise, which adds the method's one-off costs (a GrokTransfer weak model, per trial) given by
+  ``extra_cost`` columns of the results store; a distillation teacher is trained once per sweep and reported apart.
+
+Outputs: ``OUT/compare.csv``, ``OUT/compare.md`` and ``OUT/compare.png`` (steps to generalise per seed, per method).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+
+from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
+from grokkit.config import _format_validation_error, read_yaml  # noqa: E402
+from grokkit.demo import markdown_table  # noqa: E402
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be made: the message says why."""
+
+
+class CompareSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "compare"
+    title: str
+    caption: str = ""
+    settings: dict[str, str] = Field(..., min_length=1, description="setting label -> sweep file (cases = methods)")
+    extra_cost: list[str] = Field(default_factory=list, description="results columns (seconds) added to a trial's "
+                                  "time to generalise, e.g. a GrokTransfer weak model's wall-clock")
+
+
+def load_compare(path: str | Path) -> tuple[CompareSpec, Path]:
+    path = Path(path)
+    data = read_yaml(path, "comparison file", CompareError)
+    if not isinstance(data, dict):
+        raise CompareError(f"comparison file {path} must hold a mapping")
+    try:
+        return CompareSpec.model_validate(data), path.resolve().parent
+    except ValidationError as e:
+        raise CompareError(_format_validation_error(e, str(path)).replace("invalid config", "invalid comparison")
+                           ) from None
+
+
+def _setting_key(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def _required_costs(sweep_dir: Path) -> dict[str, float]:
+    out = {}
+    for d in sorted((sweep_dir / "requires").glob("*")):
+        if (d / "summary.json").exists():
+            out[d.name] = float(json.loads((d / "summary.json").read_text()).get("wall_seconds", 0.0))
+    return out
+
+
+def method_rows(table: pd.DataFrame, setting: str, extra_cost: list[str]) -> list[dict[str, Any]]:
+    """One row per method (case) of one setting's results table."""
+    rows = []
+    order = list(dict.fromkeys(table["case"])) if "case" in table else ["base"]
+    for method in order:
+        t = table[table["case"] == method] if "case" in table else table
+        t = t[t["status"].isin(["ok", "failed"])]
+        if not len(t):
+            continue
+        budget = int(pd.to_numeric(t["steps"]).max())
+        steps = pd.to_numeric(t["steps_to_generalize"], errors="coerce").astype(float).to_numpy()
+        censored = np.where(np.isnan(steps), np.inf, steps)
+        q25, med, q75 = (float(np.quantile(censored, q, method="lower")) for q in (0.25, 0.5, 0.75))
+        per_1k = float((t["wall_seconds"] / t["steps"]).median() * 1000)
+        extra = np.zeros(len(t))
+        for col in extra_cost:
+            if col in t:
+                extra += pd.to_numeric(t[col], errors="coerce").fillna(0.0).to_numpy()
+        time_to = censored * per_1k / 1000 + extra
+        rows.append({
+            "setting": setting, "method": method, "n_seeds": len(t), "generalized": int(np.isfinite(steps).sum()),
+            "median_steps": med, "q25_steps": q25, "q75_steps": q75, "budget": budget,
+            "steps_per_seed": " ".join("-" if not np.isfinite(s) else f"{s:g}" for s in steps),
+            "final_test_acc_median": float(t["final_test_acc"].median()),
+            "seconds_per_1k_steps": per_1k, "extra_seconds_median": float(np.median(extra)),
+            "median_seconds_to_generalize": float(np.quantile(time_to, 0.5, method="lower")),
+        })
+    return rows
+
+
+def _fmt_steps(v: float, budget: int) -> str:
+    return f"> {budget}" if not math.isfinite(v) else f"{v:.0f}"
+
+
+def markdown(df: pd.DataFrame) -> str:
+    show = pd.DataFrame({
+        "setting": df.setting, "method": df.method,
+        "generalised": [f"{g}/{n}" for g, n in zip(df.generalized, df.n_seeds)],
+        "median steps [IQR]": [f"{_fmt_steps(m, b)} [{_fmt_steps(a, b)}, {_fmt_steps(c, b)}]"
+                               for m, a, c, b in zip(df.median_steps, df.q25_steps, df.q75_steps, df.budget)],
+        "steps per seed": df.steps_per_seed,
+        "final test acc (median)": [f"{v:.3f}" for v in df.final_test_acc_median],
+        "s / 1k steps": [f"{v:.1f}" for v in df.seconds_per_1k_steps],
+        "median s to generalise": [
+            ("> " if not math.isfinite(m) else "") + f"{(v if math.isfinite(v) else b * s / 1000 + e):.0f}"
+            for v, m, b, s, e in zip(df.median_seconds_to_generalize, df.median_steps, df.budget,
+                                     df.seconds_per_1k_steps, df.extra_seconds_median)],
+    })
+    return markdown_table(show)
+
+
+def plot(df: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path, title: str) -> None:
+    settings = list(dict.fromkeys(df.setting))
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.0 * len(settings), 4.2), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        sub = df[df.setting == setting]
+        for i, row in enumerate(sub.itertuples()):
+            steps = [float(s) if s != "-" else np.nan for s in row.steps_per_seed.split()]
+            hit = [s for s in steps if np.isfinite(s)]
+            miss = sum(not np.isfinite(s) for s in steps)
+            jitter = np.linspace(-0.15, 0.15, max(len(steps), 1))[: len(hit)]
+            ax.scatter(i + jitter, hit, s=18, color=f"C{i % 10}")
+            if miss:
+                ax.scatter([i] * miss, [row.budget * 1.15] * miss, marker="^", s=30, facecolors="none",
+                           edgecolors=f"C{i % 10}")
+            if np.isfinite(row.median_steps):
+                ax.hlines(row.median_steps, i - 0.3, i + 0.3, color="k", lw=1.5)
+        ax.axhline(sub.budget.max(), color="0.6", ls=":", lw=0.8)
+        ax.set_xticks(range(len(sub)), sub.method, rotation=45, ha="right", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("steps to generalise (test acc >= 0.99)")
+        ax.set_title(setting, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{title}\n(dots: seeds; bar: median; open triangles: not generalised within the budget)",
+                 fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def compare(path: str | Path, out: str | Path, executor: str = "local", workers: int = 1,
+            overrides: list[str] | None = None, log: Any = print, run: bool = True) -> pd.DataFrame:
+    """Run (or resume) every setting's sweep into ``out/<setting>``, then write the comparison table and figure."""
+    from grokkit.sweep import load_sweep, run_sweep
+    from grokkit.sweep.store import read_table
+
+    spec, root = load_compare(path)
+    out = Path(out)
+    rows, tables, teachers = [], {}, []
+    for setting, rel in spec.settings.items():
+        sweep_dir = out / _setting_key(setting)
+        if run:
+            sweep_spec, sweep_root = load_sweep(root / rel)
+            if overrides:
+                sweep_spec = sweep_spec.with_overrides(overrides)
+            log(f"{setting}: sweep {rel} -> {sweep_dir}")
+            run_sweep(sweep_spec, sweep_root, sweep_dir, executor=executor, workers=workers, log=log)
+        if not (sweep_dir / "results.parquet").exists():
+            raise CompareError(f"setting {setting!r}: no results in {sweep_dir}; run the comparison first")
+        table = read_table(sweep_dir)
+        tables[setting] = table
+        rows += method_rows(table, setting, spec.extra_cost)
+        teachers += [f"{setting}: {name} {sec:.0f} s" for name, sec in _required_costs(sweep_dir).items()]
+    if not rows:
+        raise CompareError("no finished trial in any setting")
+    df = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{spec.name}.csv", df.to_csv(index=False))
+    once = ("\n\nTrained once per setting and shared by its trials (not in the per-trial times): "
+            + "; ".join(teachers) + ".") if teachers else ""
+    atomic_write_text(out / f"{spec.name}.md", f"# {spec.title}\n\n{spec.caption}{once}\n\n" + markdown(df) + "\n")
+    plot(df, tables, out / f"{spec.name}.png", spec.title)
+    return df
