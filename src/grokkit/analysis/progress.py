@@ -352,3 +352,26 @@ def analyze_run(run_dir: str | Path, member: int | None = None, position: str = 
             rows.append({"member": k, "seed": seeds[k], **result})
         out["checkpoints"].append({"label": rm.label, "step": rm.step, "members": rows})
     return out
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+ANALYSIS_FILE = "analysis.json"
+FIGURES = ("analysis_fourier.png", "analysis_weight_norms.png", "analysis_losses.png")
+
+
+def write_analysis(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """Write ``analysis.json`` and the figures (of the last model analysed: the newest) into ``out``, atomically.
+    Returns the paths written."""
+    from grokkit.checkpoint import atomic_write_text
+    from grokkit.plots import plot_fourier_norms, plot_loss_decomposition, plot_weight_norms
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    latest = result["checkpoints"][-1]
+    title = f"{result['task']} ({latest['label']}, step {latest['step']})"
+    paths = [out / f for f in (ANALYSIS_FILE, *FIGURES)]
+    plot_fourier_norms(latest["members"], paths[1], f"Fourier norms of W_E, {title}")
+    plot_weight_norms(latest["members"], paths[2], f"weight norms, {title}")
+    plot_loss_decomposition(latest["members"], paths[3], f"train loss decomposition, {title}")
+    atomic_write_text(paths[0], json.dumps(result, indent=2))
+    return paths
