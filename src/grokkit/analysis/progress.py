@@ -1,8 +1,9 @@
 """Progress measures for grokking on modular addition (Nanda et al. 2023, "Progress measures for grokking via
 mechanistic interpretability"), plus the softmax-collapse fraction of Prieto et al. (2025) and weight norms.
 
-For a model trained on ``(a op b) mod p`` (``op`` add or sub), with inputs ``[a, b, op, P]`` over the run's shared
-vocabulary and answers read at one position (``final`` unless told otherwise):
+For a model trained on ``(a op b) mod p`` (``op`` add or sub; the run's ``task``, whose train pairs are the ones each
+member trained on — for multi-task recipes only that first task is analysed), with inputs ``[a, b, op, P]`` over the
+run's shared vocabulary and answers read at one position (``final`` unless told otherwise):
 
 * **Fourier norms of the embedding.** ``W_E`` restricted to the number tokens ``0..p-1`` is written in the orthonormal
   Fourier basis of Z_p (the constant, then ``cos(2 pi k x / p)`` and ``sin(2 pi k x / p)`` for ``k = 1..p//2``, each of
