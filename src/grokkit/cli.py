@@ -232,6 +232,46 @@ def report_cmd(
     err.print(f"wrote {path}", highlight=False)
 
 
+@app.command("analyze")
+def analyze_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (modular addition or subtraction)")],
+    member: Annotated[int | None, typer.Option(help="analyse only this member (default: all)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write analysis.json and figures (default: RUN_DIR)")
+                   ] = None,
+    position: Annotated[str, typer.Option(help="sequence position whose logits are read")] = "final",
+    min_gap: Annotated[float, typer.Option(help="key-frequency rule: least squared-norm gap")] = 1.5,
+) -> None:
+    """Progress measures (Nanda et al.): key Fourier frequencies of the embedding, restricted/excluded loss, softmax
+    collapse and weight norms; writes analysis.json and analysis_*.png."""
+    from rich.table import Table
+
+    from grokkit.analysis.progress import AnalysisError, analyze_run, write_analysis
+
+    try:
+        result = analyze_run(run_dir, member=member, position=position, min_gap=min_gap)
+        paths = write_analysis(result, out if out is not None else run_dir)
+    except AnalysisError as e:
+        _fail(str(e))
+        return
+    table = Table(title=f"{run_dir}: {result['task']}, progress measures (losses on the train pairs)")
+    for c in ("model", "step", "member", "seed", "key frequencies", "train loss", "restricted", "excluded",
+              "test acc", "collapse", "weight norm"):
+        table.add_column(c, justify="right")
+    for ckpt in result["checkpoints"]:
+        for m in ckpt["members"]:
+            los = m["losses"]
+            test_acc = "—" if los["test_acc"] is None else f"{los['test_acc']:.4f}"
+            table.add_row(ckpt["label"], str(ckpt["step"]), str(m["member"]), str(m["seed"]),
+                          " ".join(map(str, m["fourier"]["key_frequencies"])) or "none",
+                          f"{los['train_loss']:.3g}", f"{los['restricted_loss']:.3g}", f"{los['excluded_loss']:.3g}",
+                          test_acc, f"{m['softmax_collapse_fraction']:.3f}", f"{m['weight_norms']['total']:.2f}")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+    err.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
+
+
 def main() -> None:
     app()
 

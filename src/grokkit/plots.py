@@ -54,3 +54,61 @@ def plot_groups(groups: Mapping[str, pd.DataFrame], path: Path, title: str,
     _accuracy_axes(ax, title)
     ax.legend(fontsize=8, loc="center left")
     _save(fig, path)
+
+
+def plot_fourier_norms(members: Sequence[Mapping], path: Path, title: str) -> None:
+    """One bar chart per member: norm of each Fourier frequency of the embedding, key frequencies in red."""
+    fig, axs = plt.subplots(len(members), 1, figsize=(8, 2.2 * len(members) + 0.6), squeeze=False)
+    for ax, m in zip(axs[:, 0], members):
+        f = m["fourier"]
+        keys = set(f["key_frequencies"])
+        colors = ["C3" if k in keys else "C7" for k in f["frequencies"]]
+        ax.bar(f["frequencies"], f["norms"], color=colors, width=0.8)
+        for k, v in zip(f["frequencies"], f["norms"]):
+            if k in keys:
+                ax.annotate(str(k), (k, v), ha="center", va="bottom", fontsize=7, color="C3")
+        ax.set_ylabel("norm")
+        ax.set_title(f"member {m['member']} (seed {m['seed']}): key frequencies {sorted(keys) or 'none'}", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axs[-1, 0].set_xlabel("frequency k (cos and sin of 2 pi k x / p)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_weight_norms(members: Sequence[Mapping], path: Path, title: str) -> None:
+    """L2 norm of each parameter group (and all weights), one bar per member."""
+    groups = [g for g in members[0]["weight_norms"] if g != "total_squared"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 * len(groups) + 1), 3.6))
+    width = 0.8 / len(members)
+    for i, m in enumerate(members):
+        xs = [j + (i - (len(members) - 1) / 2) * width for j in range(len(groups))]
+        ax.bar(xs, [m["weight_norms"][g] for g in groups], width=width, color=f"C{i % 10}",
+               label=f"member {m['member']} (seed {m['seed']})")
+    ax.set_xticks(range(len(groups)), groups, rotation=20, fontsize=8)
+    ax.set_ylabel("L2 norm")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_loss_decomposition(members: Sequence[Mapping], path: Path, title: str) -> None:
+    """Train loss of the full, restricted (key frequencies only) and excluded (key frequencies removed) logits, and
+    the test loss, per member on a log axis; chance (log p) dashed."""
+    kinds = [("train_loss", "train (full)"), ("restricted_loss", "train, restricted"),
+             ("excluded_loss", "train, excluded"), ("test_loss", "test (full)")]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    width = 0.8 / len(kinds)
+    for j, (key, label) in enumerate(kinds):
+        xs = [i + (j - (len(kinds) - 1) / 2) * width for i in range(len(members))]
+        ys = [m["losses"][key] if m["losses"][key] is not None else float("nan") for m in members]
+        ax.bar(xs, [max(y, 1e-12) for y in ys], width=width, color=f"C{j}", label=label)
+    ax.axhline(members[0]["losses"]["chance_loss"], ls="--", color="k", lw=1, label="chance (log p)")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(members)), [f"member {m['member']}" for m in members])
+    ax.set_ylabel("cross-entropy")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    _save(fig, path)
