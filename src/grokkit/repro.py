@@ -194,14 +194,16 @@ def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
             ax.fill_between(shown.x, shown["min"], shown["max"], color=color, alpha=0.18, lw=0)
             rows.append(agg.assign(panel=panel.title, curve=curve.label, metric=curve.y or panel.y))
             last = per_seed.sort_values("x").groupby("seed").y.last()
-            reach = first_reach(per_seed, spec.reach)
+            metric = curve.y or panel.y
+            reach = first_reach(per_seed, spec.reach) if "acc" in metric else []  # a level only accuracy has
             hit = [r for r in reach if r is not None]
             summary_rows.append({
-                "panel": panel.title, "curve": curve.label, "metric": curve.y or panel.y,
+                "panel": panel.title, "curve": curve.label, "metric": metric,
                 "n_seeds": int(last.size), "final_mean": float(last.mean()), "final_min": float(last.min()),
                 "final_max": float(last.max()), f"seeds_reaching_{spec.reach:g}": len(hit),
                 f"median_{panel.x}_to_{spec.reach:g}": float(np.median(hit)) if hit else None,
                 f"{panel.x}_to_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in reach),
+                "peak_of_mean": float(agg["mean"].max()), f"{panel.x}_of_peak": float(agg.x[agg["mean"].idxmax()]),
             })
         for s in sorted(stage_starts):
             ax.axvline(s, color="0.6", lw=0.8, ls=":")
