@@ -38,12 +38,19 @@ class CompareError(ValueError):
     """A comparison that cannot be made: the message says why."""
 
 
+class Setting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sweep: str = Field(..., description="sweep file, relative to the comparison file; its cases are the methods")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides of the sweep's base")
+
+
 class CompareSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = "compare"
     title: str
     caption: str = ""
-    settings: dict[str, str] = Field(..., min_length=1, description="setting label -> sweep file (cases = methods)")
+    settings: dict[str, str | Setting] = Field(..., min_length=1, description="setting label -> sweep file (its "
+                                               "cases are the methods), or {sweep, overrides}")
     extra_cost: list[str] = Field(default_factory=list, description="results columns (seconds) added to a trial's "
                                   "time to generalise, e.g. a GrokTransfer weak model's wall-clock")
 
@@ -161,13 +168,16 @@ def compare(path: str | Path, out: str | Path, executor: str = "local", workers:
     spec, root = load_compare(path)
     out = Path(out)
     rows, tables, teachers = [], {}, []
-    for setting, rel in spec.settings.items():
+    for setting, entry in spec.settings.items():
         sweep_dir = out / _setting_key(setting)
+        if isinstance(entry, str):
+            entry = Setting(sweep=entry)
         if run:
-            sweep_spec, sweep_root = load_sweep(root / rel)
-            if overrides:
-                sweep_spec = sweep_spec.with_overrides(overrides)
-            log(f"{setting}: sweep {rel} -> {sweep_dir}")
+            sweep_spec, sweep_root = load_sweep(root / entry.sweep)
+            items = [f"{k}={json.dumps(v)}" for k, v in entry.overrides.items()] + list(overrides or [])
+            if items:
+                sweep_spec = sweep_spec.with_overrides(items)
+            log(f"{setting}: sweep {entry.sweep} {' '.join(items)} -> {sweep_dir}")
             run_sweep(sweep_spec, sweep_root, sweep_dir, executor=executor, workers=workers, log=log)
         if not (sweep_dir / "results.parquet").exists():
             raise CompareError(f"setting {setting!r}: no results in {sweep_dir}; run the comparison first")
