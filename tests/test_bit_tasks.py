@@ -99,3 +99,16 @@ def test_parity_runs_with_either_model(tmp_path, model):
     summary = run(cfg, tmp_path / "p", progress=False, log=lambda _: None)
     assert summary["task"] == "parity12_2" and summary["train_fraction"] is None
     assert all(m["final_test_acc"] is not None for m in summary["members"])
+
+
+def test_positional_tokens_give_each_position_its_own_embedding_rows():
+    cfg = parse_config({"seeds": [0], "task": dict(PARITY, positional_tokens=True),
+                        "model": {"kind": "mlp", "d_embed": 4}})
+    setup = build_setup(cfg)
+    tokens = setup.train.tokens[0]
+    assert torch.equal(tokens // 2, torch.arange(12).expand_as(tokens))  # token 2 i + bit
+    secret = setup.task.secret
+    assert torch.equal(setup.train.labels[0], (tokens[:, secret] % 2).sum(1) % 2)
+    assert setup.vocab.d_vocab >= 24 and setup.model.embed.W_E.shape[1] == setup.vocab.d_vocab
+    with pytest.raises(ConfigError, match="does not use positional_tokens"):
+        parse_config({"task": {"op": "add", "modulus": 7, "positional_tokens": True}})

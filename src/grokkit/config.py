@@ -40,6 +40,8 @@ class TaskConfig(_Strict):
     n_test: int | None = Field(None, ge=1, description="bit tasks: test inputs per member")
     secret_seed: int = Field(0, description="sparse_parity: seed choosing the secret bits (shared by all members)")
     label_noise: float = Field(0.0, ge=0.0, lt=0.5, description="xor: fraction of training labels flipped")
+    positional_tokens: bool = Field(False, description="bit tasks: token 2*i+bit (one W_E row per position and bit, "
+                                    "the paper's linear embedding of the bit vector) instead of the bit itself")
 
     @field_validator("op")
     @classmethod
@@ -52,14 +54,15 @@ class TaskConfig(_Strict):
     def _fields_of_kind(self) -> TaskConfig:
         defaults = {name: f.default for name, f in type(self).model_fields.items()}
         used = {"modular": {"op", "modulus", "train_fraction"}, "sparse_parity": {"n_bits", "k", "n_train", "n_test",
-                "secret_seed"}, "xor": {"n_bits", "n_train", "n_test", "label_noise"}}
+                "secret_seed", "positional_tokens"}, "xor": {"n_bits", "n_train", "n_test", "label_noise",
+                                                             "positional_tokens"}}
         foreign = sorted(f for kind, fields in used.items() if kind != self.kind for f in fields
                          if f not in used[self.kind] and getattr(self, f) != defaults[f])
         if foreign:
             raise ValueError(f"task.kind={self.kind} does not use {', '.join(foreign)}; its settings are "
                              f"{', '.join(sorted(used[self.kind]))}")
         if self.kind != "modular":
-            missing = sorted(f for f in used[self.kind] if f not in ("secret_seed", "label_noise")
+            missing = sorted(f for f in used[self.kind] if f not in ("secret_seed", "label_noise", "positional_tokens")
                              and getattr(self, f) is None)
             if missing:
                 raise ValueError(f"task.kind={self.kind} needs {', '.join(missing)}")

@@ -220,6 +220,13 @@ class EnsembleExamples:
 BIT_VOCABULARY = Vocabulary(2, (2,))
 
 
+def bit_vocabulary(n_bits: int, positional_tokens: bool) -> Vocabulary:
+    """``BIT_VOCABULARY``, or with positional tokens one token per (position, bit): ``2 * i + bit``, so that ``W_E``
+    is a linear map of the whole input (the paper's embedding of a bit vector) rather than two shared rows; the
+    answers are then classes 0 and 1 of ``2 * n_bits`` (the others are never scored: answer_range is 2)."""
+    return Vocabulary(2 * n_bits, (2,)) if positional_tokens else BIT_VOCABULARY
+
+
 def distinct_bit_rows(n_bits: int, count: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` distinct uniformly random rows of ``{0, 1}^n_bits`` ``[count, n_bits]``, in random order."""
     if n_bits < 63 and count > 2**n_bits:
@@ -237,9 +244,11 @@ def distinct_bit_rows(n_bits: int, count: int, generator: torch.Generator) -> to
     return rows[:count]
 
 
-def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_labels: torch.Tensor | None = None
-               ) -> Split:
+def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_labels: torch.Tensor | None = None,
+               positional_tokens: bool = False) -> Split:
     answer_range = torch.full_like(labels, 2)
+    if positional_tokens:
+        rows = rows + 2 * torch.arange(rows.shape[1])
     train_y = labels[:n_train] if train_labels is None else train_labels
     return Split(Examples(rows[:n_train], train_y, answer_range[:n_train]),
                  Examples(rows[n_train:], labels[n_train:], answer_range[n_train:]))
@@ -249,13 +258,15 @@ def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_lab
 class SparseParityTask:
     """(n, k)-sparse parity: ``n_bits`` random bits, the label is the parity of ``k`` secret bits. The secret is fixed
     by ``secret_seed`` (the same for every member); each member's ``n_train`` training and ``n_test`` test inputs
-    are distinct draws from its split seed."""
+    are distinct draws from its split seed. Tokens are the bits (0/1), or with ``positional_tokens`` ``2 * i + bit``
+    (see :func:`bit_vocabulary`)."""
 
     n_bits: int
     k: int
     n_train: int
     n_test: int
     secret_seed: int = 0
+    positional_tokens: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n_bits:
@@ -289,7 +300,7 @@ class SparseParityTask:
     def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int) -> Split:
         """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``."""
         rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, torch.Generator().manual_seed(seed))
-        return _bit_split(rows, self.labels(rows), self.n_train)
+        return _bit_split(rows, self.labels(rows), self.n_train, positional_tokens=self.positional_tokens)
 
 
 @dataclass(frozen=True)
@@ -306,6 +317,7 @@ class XorTask:
     n_train: int
     n_test: int
     label_noise: float = 0.0
+    positional_tokens: bool = False
 
     def __post_init__(self) -> None:
         if self.n_bits < 2:
@@ -339,8 +351,8 @@ class XorTask:
         rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, g)
         labels = self.labels(rows)
         flip = torch.rand(self.n_train, generator=g) < self.label_noise
-        return _bit_split(rows, labels, self.n_train, torch.where(flip, 1 - labels[: self.n_train],
-                                                                 labels[: self.n_train]))
+        train_labels = torch.where(flip, 1 - labels[: self.n_train], labels[: self.n_train])
+        return _bit_split(rows, labels, self.n_train, train_labels, self.positional_tokens)
 
 
 Task = ModularTask | SparseParityTask | XorTask

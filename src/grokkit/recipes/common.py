@@ -13,7 +13,6 @@ from grokkit.config import ModelConfig, RunConfig, TaskConfig
 from grokkit.engine import Objective
 from grokkit.models import EnsembleMLP, EnsembleModel, EnsembleTransformer, FactorisedEmbed, MLPShape, TransformerShape
 from grokkit.tasks import (
-    BIT_VOCABULARY,
     EnsembleExamples,
     Examples,
     ModularTask,
@@ -22,6 +21,7 @@ from grokkit.tasks import (
     Task,
     Vocabulary,
     XorTask,
+    bit_vocabulary,
     stack_members,
 )
 
@@ -56,16 +56,17 @@ class Setup:
 def make_task(tc: TaskConfig) -> Task:
     if tc.kind == "sparse_parity":
         assert tc.n_bits is not None and tc.k is not None and tc.n_train is not None and tc.n_test is not None
-        return SparseParityTask(tc.n_bits, tc.k, tc.n_train, tc.n_test, tc.secret_seed)
+        return SparseParityTask(tc.n_bits, tc.k, tc.n_train, tc.n_test, tc.secret_seed, tc.positional_tokens)
     if tc.kind == "xor":
         assert tc.n_bits is not None and tc.n_train is not None and tc.n_test is not None
-        return XorTask(tc.n_bits, tc.n_train, tc.n_test, tc.label_noise)
+        return XorTask(tc.n_bits, tc.n_train, tc.n_test, tc.label_noise, tc.positional_tokens)
     return ModularTask(tc.op, tc.modulus)
 
 
 def build_vocab(cfg: RunConfig) -> Vocabulary:
     if not cfg.task.is_modular:
-        return BIT_VOCABULARY
+        assert cfg.task.n_bits is not None
+        return bit_vocabulary(cfg.task.n_bits, cfg.task.positional_tokens)
     moduli_used = [t.modulus for t in cfg.all_tasks() + list(cfg.eval_tasks or [])]
     n = cfg.vocab.n_numbers if cfg.vocab.n_numbers is not None else max(moduli_used)
     moduli = tuple(cfg.vocab.moduli) if cfg.vocab.moduli is not None else (cfg.task.modulus,)
