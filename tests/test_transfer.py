@@ -118,3 +118,19 @@ def test_transfer_config_errors():
         parse_config(transfer_config(transfer={"freeze_a": True}))
     with pytest.raises(ConfigError, match="embedding_init"):
         parse_config(tiny_config(embedding_init={"model": "x"}, init={"model": "y"}))
+
+
+def test_factorised_transformer_fast_path_and_export():
+    from grokkit.models import EnsembleTransformer, TransformerShape, unfactorised
+    from grokkit.tasks import ModularTask, Vocabulary, stack_members
+
+    vocab = Vocabulary(13, (13,))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=16, n_heads=2, d_head=8, d_mlp=32, embed_rank=3)
+    model = EnsembleTransformer(shape, [0, 1]).double()
+    tokens = stack_members([ModularTask("add", 13).split(vocab, 0.4, s).train for s in range(2)]).tokens
+    full, _ = model.run_with_cache(tokens)
+    torch.testing.assert_close(model(tokens, [3]), full[:, :, [3]], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(unfactorised(model)(tokens, [3]), full[:, :, [3]], rtol=1e-10, atol=1e-10)
+    # A @ B starts with the variance of a plain W_E (1 / d_model)
+    big = EnsembleTransformer(TransformerShape(200, 13, d_model=64, n_heads=2, d_head=8, d_mlp=32, embed_rank=8), [0])
+    assert big.embed.W_E.std().item() == pytest.approx(1 / 8, rel=0.1)

@@ -44,7 +44,8 @@ def unfactorised(model: EnsembleModel) -> EnsembleModel:
     a plain embedding is returned unchanged."""
     if not isinstance(model.embed, FactorisedEmbed):
         return model
-    plain = type(model)(dataclasses.replace(model.shape, embed_rank=None), model.seeds).to(model.embed.W_E_A.device)
+    a = model.embed.W_E_A
+    plain = type(model)(dataclasses.replace(model.shape, embed_rank=None), model.seeds).to(a.device, a.dtype)
     state = {n: p for n, p in model.named_parameters() if not n.startswith("embed.")}
     state["embed.W_E"] = model.embed.W_E
     plain.load_state_dict(state)

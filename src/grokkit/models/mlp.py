@@ -89,6 +89,10 @@ class EnsembleMLP(nn.Module):
     def n_members(self) -> int:
         return len(self.seeds)
 
+    def plain_embed_std(self) -> float:
+        """The std of a plain ``W_E``'s entries at initialisation."""
+        return 1.0
+
     def _init_std(self, name: str, p: torch.Tensor) -> float:
         if name == "embed.W_E" or name == "embed.W_E_A":
             return 1.0

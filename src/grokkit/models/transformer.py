@@ -186,6 +186,10 @@ class EnsembleTransformer(nn.Module):
         return len(self.seeds)
 
     # ------------------------------------------------------------------------------------------------ initialisation
+    def plain_embed_std(self) -> float:
+        """The std of a plain ``W_E``'s entries at initialisation."""
+        return 1.0 / math.sqrt(self.shape.d_model)
+
     def _init_std(self, name: str) -> float | None:
         """Gaussian std of each weight (Nanda et al.'s scheme); None for biases/LayerNorm (constants)."""
         if name.endswith("W_U"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,8 +179,7 @@ def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> l
                          "embedding_init.member")
     a = a.expand(k, *a.shape[1:]).to(model.embed.W_E_A.device)
     model.embed.W_E_A.copy_(a)
-    plain = type(model)(dataclasses.replace(model.shape, embed_rank=None), model.seeds[:1])
-    usual_std = float(plain.embed.W_E.std())
+    usual_std = model.plain_embed_std()
     rank = a.shape[-1]
     for i, seed in enumerate(model.seeds):
         rms_row = float(a[i].pow(2).sum(-1).mean().sqrt())
