@@ -109,6 +109,10 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
         from grokkit.recipes.continual import run_continual
 
         return run_continual(cfg, out_path, progress, log)
+    if cfg.recipe == "transfer":
+        from grokkit.recipes.transfer import run_transfer
+
+        return run_transfer(cfg, out_path, progress, log)
     state = _check_out_dir(out_path, cfg) if out_path is not None else "new"
     if state == "done":
         assert out_path is not None
@@ -118,7 +122,7 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
-                      task_sets=setup.task_sets)
+                      task_sets=setup.task_sets, frozen=setup.frozen)
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
@@ -177,7 +181,7 @@ def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainRe
         "recipe": cfg.recipe,
         "task": setup.task_name,
         "train_fraction": ([t.train_fraction for t in cfg.all_tasks()] if setup.multi_task
-                           else cfg.task.train_fraction),
+                           else cfg.task.train_fraction if cfg.task.is_modular else None),
         "steps": result.steps_done,
         "generalization_threshold": cfg.training.generalization_threshold,
         "loss_dtype": cfg.loss.dtype,
@@ -202,7 +206,8 @@ def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, 
     atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
     save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
     if len(metrics):
-        fractions = "/".join(f"{t.train_fraction:.0%}" for t in cfg.all_tasks())
-        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task_name}, {fractions} of pairs ({cfg.recipe})")
+        data = (f"{'/'.join(f'{t.train_fraction:.0%}' for t in cfg.all_tasks())} of pairs" if cfg.task.is_modular
+                else f"{cfg.task.n_train} training inputs")
+        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task_name}, {data} ({cfg.recipe})")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from grokkit.models import EnsembleTransformer, TransformerShape
+from grokkit.models import EnsembleModel, build_model_from_shape
 from grokkit.tasks import Vocabulary
 
 MODEL_FORMAT = "grokkit-model-v1"
@@ -71,13 +71,14 @@ def _load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, meta
 
 
-def save_model(path: Path, model: EnsembleTransformer, vocab: Vocabulary, extra: dict[str, Any] | None = None) -> None:
-    meta = {"format": MODEL_FORMAT, "shape": model.shape.to_dict(), "vocab": vocab.to_dict(), "seeds": model.seeds}
+def save_model(path: Path, model: EnsembleModel, vocab: Vocabulary, extra: dict[str, Any] | None = None) -> None:
+    meta = {"format": MODEL_FORMAT, "model_kind": model.kind, "shape": model.shape.to_dict(), "vocab": vocab.to_dict(),
+            "seeds": model.seeds}
     meta.update(extra or {})
     _save_tensors(path, dict(model.named_parameters()), meta)
 
 
-def load_model(path: str | Path) -> tuple[EnsembleTransformer, Vocabulary, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[EnsembleModel, Vocabulary, dict[str, Any]]:
     """Load a model file, or the model of a run directory. Raises :class:`CheckpointError` with the reason."""
     path = Path(path)
     if path.is_dir():
@@ -86,9 +87,8 @@ def load_model(path: str | Path) -> tuple[EnsembleTransformer, Vocabulary, dict[
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"model file {path} is not a grokkit model (format {meta.get('format')!r})")
     try:
-        shape = TransformerShape(**meta["shape"])
         vocab = Vocabulary(int(meta["vocab"]["n_numbers"]), tuple(meta["vocab"]["moduli"]))
-        model = EnsembleTransformer(shape, meta["seeds"])
+        model = build_model_from_shape(meta.get("model_kind", "transformer"), meta["shape"], meta["seeds"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"model file {path} has invalid metadata: {err}") from None
     expected = dict(model.named_parameters())

@@ -24,10 +24,24 @@ class _Strict(BaseModel):
 
 
 class TaskConfig(_Strict):
+    """One task. ``kind: modular`` (the default): ``(a op b) mod modulus`` on ``train_fraction`` of the pairs.
+    ``kind: sparse_parity``: ``n_bits`` random bits, label = parity of ``k`` secret bits (secret fixed by
+    ``secret_seed``), ``n_train``/``n_test`` distinct inputs per member. ``kind: xor``: high-dimensional XOR, label
+    = XOR of bits 0 and 1 of ``n_bits``, ``label_noise`` of the training labels flipped (see grokkit.tasks)."""
+
+    kind: Literal["modular", "sparse_parity", "xor"] = "modular"
     op: str = "add"
     modulus: int = Field(113, ge=2)
     train_fraction: float = Field(0.3, gt=0.0, lt=1.0)
     split_seed: int | None = Field(None, description="seed of the train/test split; default: each member's seed")
+    n_bits: int | None = Field(None, ge=2, description="bit tasks: input length")
+    k: int | None = Field(None, ge=1, description="sparse_parity: number of secret bits")
+    n_train: int | None = Field(None, ge=1, description="bit tasks: training inputs per member")
+    n_test: int | None = Field(None, ge=1, description="bit tasks: test inputs per member")
+    secret_seed: int = Field(0, description="sparse_parity: seed choosing the secret bits (shared by all members)")
+    label_noise: float = Field(0.0, ge=0.0, lt=0.5, description="xor: fraction of training labels flipped")
+    positional_tokens: bool = Field(False, description="bit tasks: token 2*i+bit (one W_E row per position and bit, "
+                                    "the paper's linear embedding of the bit vector) instead of the bit itself")
 
     @field_validator("op")
     @classmethod
@@ -36,8 +50,40 @@ class TaskConfig(_Strict):
             raise ValueError(f"unknown operation {v!r}; allowed: {', '.join(OPERATIONS)}")
         return v
 
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> TaskConfig:
+        defaults = {name: f.default for name, f in type(self).model_fields.items()}
+        used = {"modular": {"op", "modulus", "train_fraction"}, "sparse_parity": {"n_bits", "k", "n_train", "n_test",
+                "secret_seed", "positional_tokens"}, "xor": {"n_bits", "n_train", "n_test", "label_noise",
+                                                             "positional_tokens"}}
+        foreign = sorted(f for kind, fields in used.items() if kind != self.kind for f in fields
+                         if f not in used[self.kind] and getattr(self, f) != defaults[f])
+        if foreign:
+            raise ValueError(f"task.kind={self.kind} does not use {', '.join(foreign)}; its settings are "
+                             f"{', '.join(sorted(used[self.kind]))}")
+        if self.kind != "modular":
+            missing = sorted(f for f in used[self.kind] if f not in ("secret_seed", "label_noise", "positional_tokens")
+                             and getattr(self, f) is None)
+            if missing:
+                raise ValueError(f"task.kind={self.kind} needs {', '.join(missing)}")
+            assert self.n_bits is not None and self.n_train is not None and self.n_test is not None
+            if self.kind == "sparse_parity" and self.k is not None and self.k > self.n_bits:
+                raise ValueError(f"sparse parity needs k <= n_bits, got k={self.k}, n_bits={self.n_bits}")
+            if self.n_bits < 63 and self.n_train + self.n_test > 2**self.n_bits:
+                raise ValueError(f"n_train + n_test = {self.n_train + self.n_test} distinct inputs do not exist "
+                                 f"among the {2**self.n_bits} inputs of {self.n_bits} bits")
+        return self
+
+    @property
+    def is_modular(self) -> bool:
+        return self.kind == "modular"
+
     @property
     def name(self) -> str:
+        if self.kind == "sparse_parity":
+            return f"parity{self.n_bits}_{self.k}"
+        if self.kind == "xor":
+            return f"xor{self.n_bits}"
         return f"{self.op}{self.modulus}"
 
 
@@ -49,6 +95,11 @@ class VocabConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """``kind: transformer`` (the default; d_model, n_heads, d_head, d_mlp, activation, layer_norm) or ``kind: mlp``
+    (GrokTransfer's bias-free ReLU MLP over concatenated token embeddings: d_embed, d_mlp = width, default
+    4 * d_embed, n_layers = weight matrices after the embedding, the unembedding included, default 2)."""
+
+    kind: Literal["transformer", "mlp"] = "transformer"
     n_layers: int = Field(1, ge=1)
     d_model: int = Field(128, ge=1)
     n_heads: int = Field(4, ge=1)
@@ -56,6 +107,36 @@ class ModelConfig(_Strict):
     d_mlp: int = Field(512, ge=1)
     activation: Literal["relu", "gelu"] = "relu"
     layer_norm: bool = False
+    d_embed: int | None = Field(None, ge=1, description="mlp: embedding width per token (default 128)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlp_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "mlp":
+            data = dict(data)
+            if data.get("d_embed") is None:
+                data["d_embed"] = 128
+            if data.get("d_mlp") is None and isinstance(data["d_embed"], int):
+                data["d_mlp"] = 4 * data["d_embed"]
+            data.setdefault("n_layers", 2)
+        return data
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ModelConfig:
+        defaults = {name: f.default for name, f in type(self).model_fields.items()}
+        if self.kind == "mlp":
+            foreign = [f for f in ("d_model", "n_heads", "d_head", "activation", "layer_norm")
+                       if getattr(self, f) != defaults[f]]
+            if foreign:
+                raise ValueError(f"model.kind=mlp does not use {', '.join(foreign)} (set d_embed, d_mlp, n_layers)")
+        elif self.d_embed is not None:
+            raise ValueError("model.d_embed is for kind: mlp; a transformer's embedding width is d_model")
+        return self
+
+    @property
+    def embed_width(self) -> int:
+        """Width of one token's embedding (the inner dimension A of a transferred embedding has)."""
+        return self.d_embed if self.kind == "mlp" and self.d_embed is not None else self.d_model
 
 
 class LossConfig(_Strict):
@@ -175,6 +256,38 @@ class ContinualConfig(_Strict):
         "with input replay")
 
 
+class EmbeddingInitConfig(_Strict):
+    """Start the embedding as ``W_E = A @ B`` (GrokTransfer's E_T = A B): ``A`` (``embed.W_E_A``, d_vocab x d_W) is
+    a trained model's ``W_E``, ``B`` (``embed.W_E_B``, d_W x d_model) random; the rest of the model is initialised
+    as usual."""
+
+    model: str = Field(..., description="run directory or model file whose W_E becomes A")
+    member: int | None = Field(None, ge=0, description="which member's W_E seeds every member; None: member k "
+                               "seeds member k (the model must have as many members) or its only member all")
+    freeze_A: bool = Field(False, description="keep A at the source's W_E (no gradient, no weight decay)")
+    freeze_B: bool = Field(False, description="keep B at its random initialisation")
+    b_init_std: float | None = Field(
+        None, gt=0, description="std of B's entries; None: chosen so that A @ B has the RMS entry of the model's "
+        "usual W_E initialisation (std_usual / RMS row norm of A), keeping the rest of the init calibrated")
+
+
+class TransferConfig(_Strict):
+    """Recipe ``transfer`` (GrokTransfer): train a weak model until ``weak_threshold`` test accuracy (or
+    ``weak_steps``), then train the run's ``model`` with its embedding initialised as A @ B, A = weak W_E."""
+
+    weak_model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(kind="mlp", d_embed=4, d_mlp=16, n_layers=2),
+        description="the weak model (default: GrokTransfer's 2-layer MLP, d_embed 4, width 16)")
+    weak_optimizer: OptimizerConfig | None = Field(None, description="the weak model's optimiser; None: `optimizer`")
+    weak_steps: int = Field(5000, ge=1, description="the weak model's step budget")
+    weak_threshold: float = Field(0.3, gt=0, le=1, description="stop the weak model once every member reaches this "
+                                  "test accuracy")
+    weak_eval_every: int | None = Field(None, ge=1, description="None: training.eval_every")
+    freeze_A: bool = False
+    freeze_B: bool = False
+    b_init_std: float | None = Field(None, gt=0, description="see embedding_init.b_init_std")
+
+
 class LoggingConfig(_Strict):
     """Optional metric streams besides metrics.csv (which is always written)."""
 
@@ -196,7 +309,7 @@ class MemberConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    recipe: Literal["scratch", "distill", "joint", "continual"] = "scratch"
+    recipe: Literal["scratch", "distill", "joint", "continual", "transfer"] = "scratch"
     name: str = "run"
     seeds: list[int] | None = Field(None, description="one member per seed (shorthand for `members`)")
     members: list[MemberConfig] | None = None
@@ -213,6 +326,8 @@ class RunConfig(_Strict):
     joint: JointConfig | None = None
     continual: ContinualConfig | None = None
     init: InitConfig | None = None
+    embedding_init: EmbeddingInitConfig | None = None
+    transfer: TransferConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
@@ -232,7 +347,7 @@ class RunConfig(_Strict):
             raise ValueError(f"`distill:` is set but recipe is {self.recipe!r}; set `recipe: distill` or drop it")
         if self.recipe != "distill" and any(m.alpha is not None or m.temperature is not None for m in members):
             raise ValueError("member `alpha`/`temperature` only apply to recipe `distill`")
-        for section in ("joint", "continual"):
+        for section in ("joint", "continual", "transfer"):
             if (self.recipe == section) != (getattr(self, section) is not None):
                 raise ValueError(f"recipe `{section}` needs a `{section}:` section, and only that recipe takes one "
                                  f"(recipe is {self.recipe!r})")
@@ -249,6 +364,25 @@ class RunConfig(_Strict):
         if self.joint is not None and self.joint.mode == "distill":
             if not self.joint.teachers or len(self.joint.teachers) != len(self.tasks or []):
                 raise ValueError("joint.mode=distill needs `joint.teachers` with one teacher per task")
+        if self.embedding_init is not None:
+            if self.recipe not in ("scratch", "distill"):
+                raise ValueError(f"`embedding_init:` is for recipes scratch and distill, not {self.recipe!r} "
+                                 "(recipe transfer sets it for its target stage)")
+            if self.init is not None:
+                raise ValueError("give either `init:` (all weights) or `embedding_init:`, not both")
+        if not self.task.is_modular:
+            if self.recipe not in ("scratch", "transfer"):
+                raise ValueError(f"task.kind={self.task.kind} runs with recipes scratch and transfer, not "
+                                 f"{self.recipe!r}")
+            if self.eval_tasks or self.vocab != VocabConfig():
+                raise ValueError(f"task.kind={self.task.kind} has its own vocabulary (tokens 0/1) and no eval_tasks: "
+                                 "drop `vocab:` and `eval_tasks:`")
+            if any(m.train_fraction is not None for m in members):
+                raise ValueError(f"task.kind={self.task.kind} sets n_train/n_test, not member train_fraction")
+            return self
+        bits = [t.name for t in (self.tasks or []) + list(self.eval_tasks or []) if not t.is_modular]
+        if bits:
+            raise ValueError(f"tasks {bits} are not modular: `tasks:` and `eval_tasks:` take modular tasks only")
         moduli = [t.modulus for t in self.all_tasks() + list(self.eval_tasks or [])]
         n = self.vocab.n_numbers
         if n is not None and n < max(moduli):

@@ -21,7 +21,7 @@ from grokkit.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from grokkit.config import RunConfig
 from grokkit.losses import restrict as restrict_classes
 from grokkit.losses import task_loss
-from grokkit.models import EnsembleTransformer
+from grokkit.models import EnsembleModel
 from grokkit.optim import EnsembleOptimizer, build_transform
 from grokkit.tasks import POSITIONS, EnsembleExamples
 
@@ -38,10 +38,13 @@ class Objective:
     ``loss(logits, batch, rows, members, step)``: per-example losses ``[K, n]`` from logits
     ``[K, n, len(positions), C]``; ``rows [K, n]`` are the batch's row numbers in the training set, for per-row
     targets such as precomputed teacher outputs (None: the full training set, in order); ``members`` is the member
-    slice being computed; ``step`` the number of optimiser steps taken so far (for schedules)."""
+    slice being computed; ``step`` the number of optimiser steps taken so far (for schedules).
+    ``final``: the position the answer is read from (evaluation, accuracy); the modular tasks' final token by
+    default, the last bit for bit tasks."""
 
     positions: list[int]
     loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor | None, slice, int], torch.Tensor]
+    final: int = FINAL
 
 
 @dataclass
@@ -78,13 +81,14 @@ class Trainer:
     def __init__(
         self,
         cfg: RunConfig,
-        model: EnsembleTransformer,
+        model: EnsembleModel,
         train: EnsembleExamples,
         test: EnsembleExamples,
         objective: Objective,
         checkpoint_dir: Path | None = None,
         log: Callable[[str], None] = print,
         task_sets: dict[str, EnsembleExamples] | None = None,
+        frozen: list[str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.training.device)
@@ -92,7 +96,7 @@ class Trainer:
         self.train_set, self.test_set = train.to(self.device), test.to(self.device)
         self.task_sets = {name: t.to(self.device) for name, t in (task_sets or {}).items()}
         self.objective = objective
-        self.final_index = objective.positions.index(FINAL)
+        self.final_index = objective.positions.index(objective.final)
         self.checkpoint_dir = checkpoint_dir
         self.log = log
         members = cfg.member_list()
@@ -103,10 +107,15 @@ class Trainer:
         wd = torch.tensor(
             [m.weight_decay if m.weight_decay is not None else opt.weight_decay for m in members], device=self.device
         )
-        self.param_names = [n for n, _ in self.model.named_parameters()]
-        self.params = [p for _, p in self.model.named_parameters()]
-        for p in self.params:
+        for p in self.model.parameters():
             p.requires_grad_(False)
+        # frozen parameters stay in the model (the forward pass reads them) but are never optimised
+        self.frozen = list(frozen or [])
+        unknown = sorted(set(self.frozen) - {n for n, _ in self.model.named_parameters()})
+        if unknown:
+            raise ValueError(f"cannot freeze {unknown}: the model has no such parameters")
+        self.param_names = [n for n, _ in self.model.named_parameters() if n not in self.frozen]
+        self.params = [p for n, p in self.model.named_parameters() if n not in self.frozen]
         self.optimizer = EnsembleOptimizer(
             self.params, opt.name, lr, wd, tuple(opt.betas), opt.eps, opt.momentum, opt.warmup_steps
         )
@@ -199,7 +208,7 @@ class Trainer:
         uniform = int(data.answer_range.max()) if bool((data.answer_range == data.answer_range.max()).all()) else None
         for start in range(0, n, chunk_rows):
             sl = slice(start, start + chunk_rows)
-            logits = self.model(data.tokens[:, sl], [FINAL])[:, :, 0]
+            logits = self.model(data.tokens[:, sl], [self.objective.final])[:, :, 0]
             labels, w = data.labels[:, sl], data.weight[:, sl].double()
             answer_range = (uniform or data.answer_range[:, sl]) if restrict else None
             loss = task_loss(logits, labels, self.cfg.loss.kind, answer_range, self.loss_dtype)
@@ -254,7 +263,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        out = {f"model.{n}": p for n, p in zip(self.param_names, self.params)}
+        out = {f"model.{n}": p for n, p in self.model.named_parameters()}
         out.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items()})
         for key, tensors in self.transform_state.items():
             for i, t in enumerate(tensors):
@@ -276,7 +285,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         tensors, state = load_checkpoint(path)
         with torch.no_grad():
-            for n, p in zip(self.param_names, self.params):
+            for n, p in self.model.named_parameters():
                 p.copy_(tensors[f"model.{n}"])
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")})
         for key, ts in self.transform_state.items():

@@ -1,9 +1,18 @@
-"""Algorithmic tasks: binary operations modulo P over one vocabulary shared by every task of a run.
+"""Algorithmic tasks: binary operations modulo P over one vocabulary shared by every task of a run; and bit tasks
+(sparse parity, high-dimensional XOR).
 
 A sequence is ``[a, b, op, P]``: two number tokens, one token naming the operation and one naming the modulus. The
 vocabulary lists every number, *every* operation and a fixed list of moduli, so the token ids of a task do not depend
 on which other tasks a run contains: a model trained on mod 113 reads the inputs of mod 107 unchanged, which is what
 distillation across distributions needs.
+
+Bit tasks (:class:`SparseParityTask`, :class:`XorTask`) read a sequence of ``n_bits`` tokens 0/1 and answer class 0 or
+1 at the last position. They use the vocabulary ``Vocabulary(2, (2,))``: the bits are the number tokens 0 and 1 (the
+operation and modulus tokens exist but never occur), so both the transformer and the MLP read them through ``W_E``
+and the model file format is unchanged.
+
+Every task has ``name``, ``answer_range`` (answers lie in ``0..answer_range-1``), ``sequence_length``,
+``final_position`` (where the answer is read) and ``split(vocab, train_fraction, seed)``.
 """
 
 from __future__ import annotations
@@ -102,6 +111,14 @@ class ModularTask:
         """Answers lie in ``0..answer_range-1``; losses and accuracies may be restricted to these classes."""
         return self.modulus
 
+    @property
+    def sequence_length(self) -> int:
+        return SEQUENCE_LENGTH
+
+    @property
+    def final_position(self) -> int:
+        return POSITIONS["final"]
+
     def all_examples(self, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
         """Every valid pair as ``tokens [n_pairs, 4]`` and ``labels [n_pairs]``, in (a, b) row-major order."""
         if self.modulus > vocab.n_numbers:
@@ -196,3 +213,146 @@ class EnsembleExamples:
     @property
     def n_members(self) -> int:
         return self.tokens.shape[0]
+
+
+# --------------------------------------------------------------------------------------------- bit tasks
+#: the vocabulary of the bit tasks: tokens 0 and 1 are the bits, classes 0 and 1 the answers
+BIT_VOCABULARY = Vocabulary(2, (2,))
+
+
+def bit_vocabulary(n_bits: int, positional_tokens: bool) -> Vocabulary:
+    """``BIT_VOCABULARY``, or with positional tokens one token per (position, bit): ``2 * i + bit``, so that ``W_E``
+    is a linear map of the whole input (the paper's embedding of a bit vector) rather than two shared rows; the
+    answers are then classes 0 and 1 of ``2 * n_bits`` (the others are never scored: answer_range is 2)."""
+    return Vocabulary(2 * n_bits, (2,)) if positional_tokens else BIT_VOCABULARY
+
+
+def distinct_bit_rows(n_bits: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` distinct uniformly random rows of ``{0, 1}^n_bits`` ``[count, n_bits]``, in random order."""
+    if n_bits < 63 and count > 2**n_bits:
+        raise ValueError(f"cannot draw {count} distinct inputs of {n_bits} bits (only {2**n_bits} exist)")
+    if n_bits <= 16:  # enumerate: exact sampling without replacement even when count is close to 2^n_bits
+        codes = torch.randperm(2**n_bits, generator=generator)[:count]
+        return (codes.unsqueeze(1) >> torch.arange(n_bits)) & 1
+    rows = torch.empty(0, n_bits, dtype=torch.long)
+    while len(rows) < count:
+        rows = torch.cat([rows, torch.randint(0, 2, (count - len(rows) + 16, n_bits), generator=generator)])
+        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), len(rows)).scatter_reduce(
+            0, inverse, torch.arange(len(rows)), reduce="amin")
+        rows = rows[first.sort().values]  # first occurrences, in the order drawn
+    return rows[:count]
+
+
+def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_labels: torch.Tensor | None = None,
+               positional_tokens: bool = False) -> Split:
+    answer_range = torch.full_like(labels, 2)
+    if positional_tokens:
+        rows = rows + 2 * torch.arange(rows.shape[1])
+    train_y = labels[:n_train] if train_labels is None else train_labels
+    return Split(Examples(rows[:n_train], train_y, answer_range[:n_train]),
+                 Examples(rows[n_train:], labels[n_train:], answer_range[n_train:]))
+
+
+@dataclass(frozen=True)
+class SparseParityTask:
+    """(n, k)-sparse parity: ``n_bits`` random bits, the label is the parity of ``k`` secret bits. The secret is fixed
+    by ``secret_seed`` (the same for every member); each member's ``n_train`` training and ``n_test`` test inputs
+    are distinct draws from its split seed. Tokens are the bits (0/1), or with ``positional_tokens`` ``2 * i + bit``
+    (see :func:`bit_vocabulary`)."""
+
+    n_bits: int
+    k: int
+    n_train: int
+    n_test: int
+    secret_seed: int = 0
+    positional_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.n_bits:
+            raise ValueError(f"sparse parity needs 1 <= k <= n_bits, got k={self.k}, n_bits={self.n_bits}")
+
+    @property
+    def name(self) -> str:
+        return f"parity{self.n_bits}_{self.k}"
+
+    @property
+    def answer_range(self) -> int:
+        return 2
+
+    @property
+    def sequence_length(self) -> int:
+        return self.n_bits
+
+    @property
+    def final_position(self) -> int:
+        return self.n_bits - 1
+
+    @property
+    def secret(self) -> list[int]:
+        """The ``k`` positions whose parity is the label, ascending."""
+        order = torch.randperm(self.n_bits, generator=torch.Generator().manual_seed(self.secret_seed))
+        return sorted(order[: self.k].tolist())
+
+    def labels(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows[:, self.secret].sum(1) % 2
+
+    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int) -> Split:
+        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``."""
+        rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, torch.Generator().manual_seed(seed))
+        return _bit_split(rows, self.labels(rows), self.n_train, positional_tokens=self.positional_tokens)
+
+
+@dataclass(frozen=True)
+class XorTask:
+    """High-dimensional XOR, the setting of GrokTransfer's theory scaled to a CPU, in token form.
+
+    An input is ``x in {-1, +1}^n_bits`` (token 0 is -1, token 1 is +1). The signal lives in two coordinates,
+    ``x_0`` and ``x_1``, the clusters ``(+-1, +-1)``; the other ``n_bits - 2`` coordinates are noise, and
+    ``n_bits`` is large against the number of samples (high-dimensional). The label is the XOR,
+    ``y = x_0 * x_1`` (class 1 for ``+1``: the two signal bits agree). A fraction ``label_noise`` of the *training*
+    labels is flipped (the theory's label-flip noise, drawn from the split seed); test labels are clean."""
+
+    n_bits: int
+    n_train: int
+    n_test: int
+    label_noise: float = 0.0
+    positional_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_bits < 2:
+            raise ValueError(f"XOR needs n_bits >= 2, got {self.n_bits}")
+        if not 0.0 <= self.label_noise < 0.5:
+            raise ValueError(f"label_noise must lie in [0, 0.5), got {self.label_noise}")
+
+    @property
+    def name(self) -> str:
+        return f"xor{self.n_bits}"
+
+    @property
+    def answer_range(self) -> int:
+        return 2
+
+    @property
+    def sequence_length(self) -> int:
+        return self.n_bits
+
+    @property
+    def final_position(self) -> int:
+        return self.n_bits - 1
+
+    @staticmethod
+    def labels(rows: torch.Tensor) -> torch.Tensor:
+        return (rows[:, 0] == rows[:, 1]).long()
+
+    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int) -> Split:
+        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``."""
+        g = torch.Generator().manual_seed(seed)
+        rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, g)
+        labels = self.labels(rows)
+        flip = torch.rand(self.n_train, generator=g) < self.label_noise
+        train_labels = torch.where(flip, 1 - labels[: self.n_train], labels[: self.n_train])
+        return _bit_split(rows, labels, self.n_train, train_labels, self.positional_tokens)
+
+
+Task = ModularTask | SparseParityTask | XorTask

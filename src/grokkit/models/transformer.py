@@ -39,6 +39,8 @@ class TransformerShape:
     d_mlp: int = 512
     activation: str = "relu"
     layer_norm: bool = False
+    #: factorised embedding ``W_E = W_E_A @ W_E_B`` of this inner dimension (GrokTransfer); None: a plain ``W_E``
+    embed_rank: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -131,6 +133,20 @@ class _Embed(nn.Module):
         self.W_E = nn.Parameter(torch.empty(k, d_vocab, d_model))
 
 
+class FactorisedEmbed(nn.Module):
+    """A low-rank embedding ``W_E = W_E_A @ W_E_B`` (GrokTransfer's ``E_T = A B``): ``W_E_A [K, d_vocab, rank]``,
+    ``W_E_B [K, rank, d_model]``. ``W_E`` is computed, so every consumer of ``embed.W_E`` works unchanged."""
+
+    def __init__(self, k: int, d_vocab: int, rank: int, d_model: int) -> None:
+        super().__init__()
+        self.W_E_A = nn.Parameter(torch.empty(k, d_vocab, rank))
+        self.W_E_B = nn.Parameter(torch.empty(k, rank, d_model))
+
+    @property
+    def W_E(self) -> torch.Tensor:  # noqa: N802 - the interpretability name
+        return torch.bmm(self.W_E_A, self.W_E_B)
+
+
 class _PosEmbed(nn.Module):
     def __init__(self, k: int, n_ctx: int, d_model: int) -> None:
         super().__init__()
@@ -147,6 +163,8 @@ class EnsembleTransformer(nn.Module):
     """K independent transformers of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built
     inside an ensemble starts from exactly the weights it would have alone."""
 
+    kind = "transformer"
+
     def __init__(self, shape: TransformerShape, seeds: Sequence[int]) -> None:
         super().__init__()
         if shape.activation not in _ACTIVATIONS:
@@ -154,7 +172,8 @@ class EnsembleTransformer(nn.Module):
         self.shape = shape
         self.seeds = list(seeds)
         k = len(self.seeds)
-        self.embed = _Embed(k, shape.d_vocab, shape.d_model)
+        self.embed = (_Embed(k, shape.d_vocab, shape.d_model) if shape.embed_rank is None
+                      else FactorisedEmbed(k, shape.d_vocab, shape.embed_rank, shape.d_model))
         self.pos_embed = _PosEmbed(k, shape.n_ctx, shape.d_model)
         self.blocks = nn.ModuleList(Block(k, shape) for _ in range(shape.n_layers))
         if shape.layer_norm:
@@ -167,10 +186,16 @@ class EnsembleTransformer(nn.Module):
         return len(self.seeds)
 
     # ------------------------------------------------------------------------------------------------ initialisation
+    def plain_embed_std(self) -> float:
+        """The std of a plain ``W_E``'s entries at initialisation."""
+        return 1.0 / math.sqrt(self.shape.d_model)
+
     def _init_std(self, name: str) -> float | None:
         """Gaussian std of each weight (Nanda et al.'s scheme); None for biases/LayerNorm (constants)."""
         if name.endswith("W_U"):
             return 1.0 / math.sqrt(self.shape.d_vocab)
+        if name == "embed.W_E_B":  # A @ B then has the variance of a plain W_E
+            return 1.0 / math.sqrt(self.shape.embed_rank or 1)
         if name.split(".")[-1].startswith("W_"):
             return 1.0 / math.sqrt(self.shape.d_model)
         return None

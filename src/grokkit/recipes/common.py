@@ -8,10 +8,21 @@ from typing import Any
 
 import torch
 
-from grokkit.config import RunConfig, TaskConfig
+from grokkit.config import ModelConfig, RunConfig, TaskConfig
 from grokkit.engine import Objective
-from grokkit.models import EnsembleTransformer, TransformerShape
-from grokkit.tasks import SEQUENCE_LENGTH, EnsembleExamples, Examples, ModularTask, Split, Vocabulary, stack_members
+from grokkit.models import EnsembleMLP, EnsembleModel, EnsembleTransformer, FactorisedEmbed, MLPShape, TransformerShape
+from grokkit.tasks import (
+    EnsembleExamples,
+    Examples,
+    ModularTask,
+    SparseParityTask,
+    Split,
+    Task,
+    Vocabulary,
+    XorTask,
+    bit_vocabulary,
+    stack_members,
+)
 
 
 @dataclass
@@ -20,15 +31,17 @@ class Setup:
 
     cfg: RunConfig
     vocab: Vocabulary
-    task: ModularTask
-    model: EnsembleTransformer
+    task: Task
+    model: EnsembleModel
     train: EnsembleExamples
     test: EnsembleExamples
     objective: Objective
     info: dict[str, Any] = field(default_factory=dict)
     #: test sets evaluated besides ``test``, by task name (multi-task recipes, ``eval_tasks``): test_acc@<name>
     task_sets: dict[str, EnsembleExamples] = field(default_factory=dict)
-    tasks: list[ModularTask] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    #: parameters the optimiser leaves alone (``embedding_init.freeze_A/B``)
+    frozen: list[str] = field(default_factory=list)
 
     @property
     def multi_task(self) -> bool:
@@ -39,7 +52,20 @@ class Setup:
         return "+".join(t.name for t in self.tasks) if self.tasks else self.task.name
 
 
+def make_task(tc: TaskConfig) -> Task:
+    if tc.kind == "sparse_parity":
+        assert tc.n_bits is not None and tc.k is not None and tc.n_train is not None and tc.n_test is not None
+        return SparseParityTask(tc.n_bits, tc.k, tc.n_train, tc.n_test, tc.secret_seed, tc.positional_tokens)
+    if tc.kind == "xor":
+        assert tc.n_bits is not None and tc.n_train is not None and tc.n_test is not None
+        return XorTask(tc.n_bits, tc.n_train, tc.n_test, tc.label_noise, tc.positional_tokens)
+    return ModularTask(tc.op, tc.modulus)
+
+
 def build_vocab(cfg: RunConfig) -> Vocabulary:
+    if not cfg.task.is_modular:
+        assert cfg.task.n_bits is not None
+        return bit_vocabulary(cfg.task.n_bits, cfg.task.positional_tokens)
     moduli_used = [t.modulus for t in cfg.all_tasks() + list(cfg.eval_tasks or [])]
     n = cfg.vocab.n_numbers if cfg.vocab.n_numbers is not None else max(moduli_used)
     moduli = tuple(cfg.vocab.moduli) if cfg.vocab.moduli is not None else (cfg.task.modulus,)
@@ -48,7 +74,7 @@ def build_vocab(cfg: RunConfig) -> Vocabulary:
 
 def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskConfig, use_member_fraction: bool = True) -> list[Split]:
     """One seeded split of task ``tc`` per member (the member's seed unless the task fixes ``split_seed``)."""
-    task = ModularTask(tc.op, tc.modulus)
+    task = make_task(tc)
     splits = []
     for m in cfg.member_list():
         fraction = m.train_fraction if (use_member_fraction and m.train_fraction is not None) else tc.train_fraction
@@ -74,7 +100,7 @@ def build_data(cfg: RunConfig, vocab: Vocabulary
     return train, test, task_sets
 
 
-def init_from(cfg: RunConfig, model: EnsembleTransformer, vocab: Vocabulary) -> None:
+def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> None:
     """Copy a trained model's weights into ``model`` (``cfg.init``); raises ValueError if they do not fit."""
     from grokkit.checkpoint import CheckpointError, load_model
 
@@ -100,14 +126,67 @@ def init_from(cfg: RunConfig, model: EnsembleTransformer, vocab: Vocabulary) -> 
             p.copy_(w.expand_as(p) if w.shape[0] == 1 else w)
 
 
-def build_model(cfg: RunConfig, vocab: Vocabulary) -> EnsembleTransformer:
-    m = cfg.model
+def build_model(cfg: RunConfig, vocab: Vocabulary, model_cfg: ModelConfig | None = None) -> EnsembleModel:
+    m = model_cfg or cfg.model
+    n_ctx = make_task(cfg.task).sequence_length
+    rank = None
+    if cfg.embedding_init is not None:
+        rank = _source_model(cfg.embedding_init.model)[0].embed.W_E.shape[-1]
+    seeds = [mem.seed for mem in cfg.member_list()]
+    if m.kind == "mlp":
+        assert m.d_embed is not None
+        return EnsembleMLP(MLPShape(d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx,
+                                    n_layers=m.n_layers, d_embed=m.d_embed, d_mlp=m.d_mlp, embed_rank=rank), seeds)
     shape = TransformerShape(
-        d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=SEQUENCE_LENGTH, n_layers=m.n_layers,
+        d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx, n_layers=m.n_layers,
         d_model=m.d_model, n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp, activation=m.activation,
-        layer_norm=m.layer_norm,
+        layer_norm=m.layer_norm, embed_rank=rank,
     )
-    return EnsembleTransformer(shape, [mem.seed for mem in cfg.member_list()])
+    return EnsembleTransformer(shape, seeds)
+
+
+def _source_model(path: str) -> tuple[EnsembleModel, Vocabulary]:
+    from grokkit.checkpoint import CheckpointError, load_model
+
+    try:
+        model, vocab, _ = load_model(path)
+    except CheckpointError as err:
+        raise ValueError(f"embedding_init.model: {err}") from None
+    return model, vocab
+
+
+@torch.no_grad()
+def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> list[str]:
+    """GrokTransfer's initialisation ``W_E = A @ B``: ``A`` = the source model's ``W_E`` (member k's for member k),
+    ``B`` random. Returns the names of the parameters to freeze.
+
+    B's scale: by default its entries have std ``s / rms_row_norm(A)``, where ``s`` is the std this model gives a
+    plain ``W_E``; then each row of ``A @ B`` has (in expectation) the norm of a usual embedding row, whatever scale
+    the weak model's embedding grew to, so the layers after the embedding start as calibrated as from scratch."""
+    e = cfg.embedding_init
+    assert e is not None and isinstance(model.embed, FactorisedEmbed)
+    source, source_vocab = _source_model(e.model)
+    if source_vocab != vocab:
+        raise ValueError(f"embedding_init.model {e.model} has vocabulary {source_vocab}, this run {vocab}")
+    a = source.embed.W_E.detach()
+    k = model.n_members
+    if e.member is not None:
+        if e.member >= source.n_members:
+            raise ValueError(f"embedding_init.member={e.member} but {e.model} has {source.n_members} member(s)")
+        a = a[e.member : e.member + 1]
+    elif source.n_members not in (1, k):
+        raise ValueError(f"embedding_init.model has {source.n_members} members and this run {k}: set "
+                         "embedding_init.member")
+    a = a.expand(k, *a.shape[1:]).to(model.embed.W_E_A.device)
+    model.embed.W_E_A.copy_(a)
+    usual_std = model.plain_embed_std()
+    rank = a.shape[-1]
+    for i, seed in enumerate(model.seeds):
+        rms_row = float(a[i].pow(2).sum(-1).mean().sqrt())
+        std = e.b_init_std if e.b_init_std is not None else usual_std / max(rms_row, 1e-12)
+        g = torch.Generator().manual_seed(int(seed) + 7_919)
+        model.embed.W_E_B[i].copy_(torch.randn(rank, model.embed.W_E_B.shape[-1], generator=g) * std)
+    return [n for n, flag in (("embed.W_E_A", e.freeze_A), ("embed.W_E_B", e.freeze_B)) if flag]
 
 
 def build_setup(cfg: RunConfig) -> Setup:
@@ -118,12 +197,15 @@ def build_setup(cfg: RunConfig) -> Setup:
     if cfg.recipe not in recipes:
         raise ValueError(f"recipe {cfg.recipe!r} is not a single training run (use grokkit.api.run)")
     vocab = build_vocab(cfg)
-    tasks = [ModularTask(tc.op, tc.modulus) for tc in cfg.all_tasks()]
+    tasks = [make_task(tc) for tc in cfg.all_tasks()]
     train, test, task_sets = build_data(cfg, vocab)
     model = build_model(cfg, vocab)
+    frozen: list[str] = []
     if cfg.init is not None:
         init_from(cfg, model, vocab)
+    if cfg.embedding_init is not None:
+        frozen = init_embedding(cfg, model, vocab)
     setup = Setup(cfg, vocab, tasks[0], model, train, test, Objective([], lambda *a: None), task_sets=task_sets,
-                  tasks=tasks)
+                  tasks=tasks, frozen=frozen)
     recipes[cfg.recipe](setup)
     return setup

@@ -12,7 +12,7 @@ from grokkit.checkpoint import CheckpointError, load_model
 from grokkit.config import DistillConfig
 from grokkit.engine import Objective
 from grokkit.losses import distillation_kl, distillation_loss, teacher_log_probs
-from grokkit.models import EnsembleTransformer
+from grokkit.models import EnsembleModel, same_model
 from grokkit.recipes.common import Setup
 from grokkit.recipes.scratch import task_objective_term
 from grokkit.tasks import POSITIONS, Vocabulary
@@ -22,7 +22,7 @@ class TeacherError(ValueError):
     """A teacher that cannot teach this student (missing, corrupt or incompatible)."""
 
 
-def check_compatible(teacher: EnsembleTransformer, teacher_vocab: Vocabulary, student: EnsembleTransformer,
+def check_compatible(teacher: EnsembleModel, teacher_vocab: Vocabulary, student: EnsembleModel,
                      student_vocab: Vocabulary, source: str) -> None:
     problems = []
     if teacher_vocab != student_vocab:
@@ -41,7 +41,7 @@ def check_compatible(teacher: EnsembleTransformer, teacher_vocab: Vocabulary, st
         raise TeacherError(f"teacher {source} is incompatible with this student:\n  - " + "\n  - ".join(problems))
 
 
-def load_teacher(path: str, member: int | str, setup: Setup, field: str = "distill") -> EnsembleTransformer:
+def load_teacher(path: str, member: int | str, setup: Setup, field: str = "distill") -> EnsembleModel:
     """The frozen teacher at ``path``: its ``member`` alone, or (``"matched"``) all its members, one per student
     member. Raises :class:`TeacherError` naming ``field`` when it cannot teach this student."""
     try:
@@ -57,13 +57,13 @@ def load_teacher(path: str, member: int | str, setup: Setup, field: str = "disti
     assert isinstance(member, int)
     if member >= teacher.n_members:
         raise TeacherError(f"{field}.teacher_member={member} but teacher {path} has {teacher.n_members} member(s)")
-    single = EnsembleTransformer(teacher.shape, [teacher.seeds[member]])
+    single = same_model(teacher, [teacher.seeds[member]])
     single.load_state_dict({n: p[member : member + 1] for n, p in teacher.state_dict().items()})
     return single.eval()
 
 
 @torch.no_grad()
-def teacher_logits(teacher: EnsembleTransformer, tokens: torch.Tensor, position: int) -> torch.Tensor:
+def teacher_logits(teacher: EnsembleModel, tokens: torch.Tensor, position: int) -> torch.Tensor:
     """The teacher's logits at ``position`` for every member's rows: ``tokens [K, n, T]`` -> ``[K, n, C]``. A
     teacher of one member reads every member's rows; a teacher of K members reads member k's rows with member k."""
     k, n, t = tokens.shape

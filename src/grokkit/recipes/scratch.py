@@ -7,7 +7,7 @@ import torch
 from grokkit.engine import Objective
 from grokkit.losses import task_loss
 from grokkit.recipes.common import Setup
-from grokkit.tasks import POSITIONS, EnsembleExamples
+from grokkit.tasks import EnsembleExamples
 
 
 def task_objective_term(setup: Setup, logits: torch.Tensor, batch: EnsembleExamples) -> torch.Tensor:
@@ -22,6 +22,7 @@ def task_objective_term(setup: Setup, logits: torch.Tensor, batch: EnsembleExamp
 
 def prepare(setup: Setup) -> None:
     setup.objective = Objective(
-        positions=[POSITIONS["final"]],
+        positions=[setup.task.final_position],
         loss=lambda logits, batch, rows, members, step: task_objective_term(setup, logits[:, :, 0], batch),
+        final=setup.task.final_position,
     )

@@ -192,7 +192,7 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
     """Split a finished group run into one run directory per trial (summary.json written last in each)."""
     import torch
 
-    from grokkit.models import EnsembleTransformer
+    from grokkit.models import same_model
     from grokkit.plots import plot_curves
 
     if (group_dir / "tensorboard").exists():  # keep the group's event files: DIR/tensorboard/GROUP
@@ -212,7 +212,7 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
         atomic_write_text(d / "config.yaml", cfg.to_yaml())
         rows = metrics[metrics.member == i].assign(member=0)
         atomic_write(d / "metrics.csv", lambda p, rows=rows: rows.to_csv(p, index=False))
-        single = EnsembleTransformer(model.shape, [cfg.member_list()[0].seed])
+        single = same_model(model, [cfg.member_list()[0].seed])
         with torch.no_grad():
             for name, p in single.named_parameters():
                 p.copy_(params[name][i:i + 1])

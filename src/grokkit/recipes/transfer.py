@@ -1,0 +1,143 @@
+"""Recipe ``transfer``: GrokTransfer (Xu et al., ICLR 2025), embedding transfer from a weaker model.
+
+Stage 1 trains a weak model (``transfer.weak_model``, by default the paper's 2-layer MLP with ``d_embed`` 4 and width
+16) on the run's task until every member reaches ``transfer.weak_threshold`` test accuracy (early stop) or
+``transfer.weak_steps``. Stage 2 trains the run's ``model`` (MLP or transformer) with its embedding factorised as
+``W_E = A @ B``: ``A`` (``embed.W_E_A``, d_vocab x d_W) starts as member k's weak ``W_E`` for member k, ``B``
+(``embed.W_E_B``, d_W x d_model) is random (scale: see :func:`grokkit.recipes.common.init_embedding`); both train
+unless ``transfer.freeze_A`` / ``freeze_B``. The rest of the target starts from its usual initialisation, and member
+k uses member k's data split in both stages.
+
+Each stage is an ordinary run directory, ``OUT/weak`` and ``OUT/target`` (the target's config carries the
+``embedding_init:`` section that stage 2 is), so a killed run resumes inside the stage it was in and a finished
+stage is skipped. ``OUT`` holds the stitched ``metrics.csv`` (``stage``, ``global_step``), ``model.safetensors``
+(the target with the plain embedding ``embed.W_E = A @ B`` exported, for analysis), ``curves.png`` (the target's) and
+``summary.json``: per member the weak model's steps and test accuracy, the target's ``steps_to_generalize``, and
+wall-clock of both stages and in total (the weak model's cost included).
+
+The weak stage stops for the whole ensemble once every member has reached the threshold, so a member that got
+there earlier trains on until the last one does (its embedding is then, if anything, better); ``weak_steps`` in the
+summary is that shared stop, and ``weak_steps_to_threshold`` each member's own crossing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grokkit.checkpoint import MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
+from grokkit.config import RunConfig, parse_config
+from grokkit.models import unfactorised
+
+
+def _base(cfg: RunConfig) -> dict[str, Any]:
+    data = cfg.model_dump(mode="json")
+    for key in ("transfer", "embedding_init", "init", "distill", "joint", "continual", "tasks"):
+        data.pop(key, None)
+    data["recipe"] = "scratch"
+    return data
+
+
+def weak_config(cfg: RunConfig) -> RunConfig:
+    """Stage 1: the weak model, early-stopped at ``weak_threshold`` test accuracy."""
+    t = cfg.transfer
+    assert t is not None
+    data = _base(cfg)
+    data["name"] = f"{cfg.name}/weak"
+    data["model"] = t.weak_model.model_dump(mode="json")
+    if t.weak_optimizer is not None:
+        data["optimizer"] = t.weak_optimizer.model_dump(mode="json")
+    data["training"] = dict(data["training"], steps=t.weak_steps, generalization_threshold=t.weak_threshold,
+                            early_stop=True, patience=0, eval_every=t.weak_eval_every or cfg.training.eval_every)
+    return parse_config(data, f"weak stage of {cfg.name}")
+
+
+def target_config(cfg: RunConfig, weak_dir: str) -> RunConfig:
+    """Stage 2: the run's model, its embedding A @ B with A from the weak model at ``weak_dir``."""
+    t = cfg.transfer
+    assert t is not None
+    data = _base(cfg)
+    data["name"] = f"{cfg.name}/target"
+    data["embedding_init"] = {"model": weak_dir, "member": None, "freeze_A": t.freeze_A, "freeze_B": t.freeze_B,
+                              "b_init_std": t.b_init_std}
+    return parse_config(data, f"target stage of {cfg.name}")
+
+
+def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
+                 ) -> dict[str, Any]:
+    from grokkit.api import RunError, _check_out_dir, run
+
+    if out is None:
+        raise RunError("recipe transfer writes one run directory per stage: give --out")
+    state = _check_out_dir(out, cfg)
+    if state == "done":
+        log(f"{out} already holds this finished run; nothing to do")
+        return json.loads((out / "summary.json").read_text())
+    try:  # both stages' configs are valid before anything is written
+        weak_cfg = weak_config(cfg)
+        target_cfg = target_config(cfg, str(out / "weak"))
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    log(f"stage 1/2: weak model ({cfg.transfer.weak_model.kind}) until test accuracy "  # type: ignore[union-attr]
+        f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps")
+    weak = run(weak_cfg, out / "weak", progress=progress, log=log)
+    log(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
+    target = run(target_cfg, out / "target", progress=progress, log=log)
+
+    frames = []
+    for stage, offset in (("weak", 0), ("target", weak["steps"])):
+        m = pd.read_csv(out / stage / "metrics.csv")
+        m.insert(0, "stage", stage)
+        m.insert(1, "global_step", m["step"] + offset)
+        frames.append(m)
+    metrics = pd.concat(frames, ignore_index=True)
+    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    model, vocab, meta = load_model(out / "target" / MODEL_FILE)
+    save_model(out / MODEL_FILE, unfactorised(model), vocab,
+               {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
+    target_rows = frames[1]
+    if len(target_rows):
+        from grokkit.plots import plot_curves
+
+        plot_curves(target_rows, out / "curves.png", f"{cfg.name}: {target['task']}, GrokTransfer target")
+    summary = transfer_summary(cfg, weak, target)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    members = []
+    for w, t in zip(weak["members"], target["members"]):
+        steps = t["steps_to_generalize"]
+        members.append({
+            **t,
+            "weak_steps": weak["steps"],
+            "weak_steps_to_threshold": w["steps_to_generalize"],
+            "weak_final_test_acc": w["final_test_acc"],
+            "weak_failed": w["failed"],
+            "total_steps_to_generalize": None if steps is None else weak["steps"] + steps,
+        })
+    drop = ("name", "recipe", "members", "versions")
+    return {
+        "name": cfg.name,
+        "recipe": "transfer",
+        "task": target["task"],
+        "train_fraction": target["train_fraction"],
+        "steps": target["steps"],
+        "weak_steps": weak["steps"],
+        "generalization_threshold": target["generalization_threshold"],
+        "weak_threshold": weak["generalization_threshold"],
+        "weak_wall_seconds": weak["wall_seconds"],
+        "target_wall_seconds": target["wall_seconds"],
+        "wall_seconds": round(weak["wall_seconds"] + target["wall_seconds"], 3),
+        "members": members,
+        "weak": {k: v for k, v in weak.items() if k not in drop},
+        "target": {k: v for k, v in target.items() if k not in drop},
+        "versions": target["versions"],
+    }

@@ -1,0 +1,136 @@
+"""Recipe transfer (GrokTransfer): stages, A @ B initialisation from the weak model, freezing, resume, validation."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from grokkit.api import run
+from grokkit.checkpoint import load_model
+from grokkit.config import ConfigError, parse_config
+from grokkit.recipes import build_setup
+from grokkit.recipes.transfer import target_config
+from helpers import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # two threads on a busy 2-core machine are many times slower than one
+    yield
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def transfer_config(**overrides):
+    base = tiny_config(recipe="transfer", model={"kind": "mlp", "d_embed": 16, "d_mlp": 32, "n_layers": 3},
+                       optimizer__lr=0.01, training__steps=30, training__eval_every=10,
+                       transfer={"weak_model": {"kind": "mlp", "d_embed": 4, "d_mlp": 16}, "weak_steps": 20,
+                                 "weak_threshold": 0.99, "weak_eval_every": 10})
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("transfer") / "t"
+    cfg = parse_config(transfer_config())
+    return cfg, out, run(cfg, out, progress=False, log=quiet)
+
+
+def test_stages_are_run_directories_and_summary_counts_both(finished):
+    cfg, out, summary = finished
+    assert (out / "weak" / "summary.json").exists() and (out / "target" / "summary.json").exists()
+    weak = json.loads((out / "weak" / "summary.json").read_text())
+    target = json.loads((out / "target" / "summary.json").read_text())
+    assert summary["recipe"] == "transfer" and summary["weak_steps"] == weak["steps"] == 20
+    assert summary["steps"] == target["steps"] == 30
+    assert summary["wall_seconds"] == pytest.approx(weak["wall_seconds"] + target["wall_seconds"], abs=1e-3)
+    assert [m["seed"] for m in summary["members"]] == [0, 1]
+    assert {"weak_steps_to_threshold", "weak_final_test_acc", "total_steps_to_generalize"} <= set(
+        summary["members"][0])
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics.stage) == {"weak", "target"}
+    assert metrics[metrics.stage == "target"].global_step.min() == 20
+    exported, _, _ = load_model(out)  # OUT/model.safetensors: the target with a plain W_E = A @ B
+    factorised, _, _ = load_model(out / "target")
+    assert "embed.W_E" in dict(exported.named_parameters())
+    assert {"embed.W_E_A", "embed.W_E_B"} <= set(dict(factorised.named_parameters()))
+    torch.testing.assert_close(exported.embed.W_E, factorised.embed.W_E)
+
+
+def test_target_starts_from_a_times_b_with_a_the_weak_embedding(finished):
+    cfg, out, _ = finished
+    weak, _, _ = load_model(out / "weak")
+    setup = build_setup(target_config(cfg, str(out / "weak")))
+    embed = setup.model.embed
+    torch.testing.assert_close(embed.W_E_A, weak.embed.W_E)  # member k's A is member k's weak W_E
+    assert not torch.equal(weak.embed.W_E[0], weak.embed.W_E[1])
+    torch.testing.assert_close(embed.W_E, embed.W_E_A @ embed.W_E_B)
+    assert embed.W_E_B.shape == (2, 4, 16)
+    # default B scale: rows of A @ B have about the RMS norm of a plain MLP embedding row (std 1, d_embed 16)
+    row_rms = embed.W_E.pow(2).sum(-1).mean().sqrt().item()
+    assert 2.0 < row_rms < 8.0
+
+
+@pytest.mark.parametrize("freeze", ["freeze_A", "freeze_B"])
+def test_freeze_keeps_the_factor_fixed(tmp_path, freeze):
+    cfg = parse_config(transfer_config(training={"steps": 15, "eval_every": 5, "progress": False},
+                                       transfer={"weak_model": {"kind": "mlp", "d_embed": 4, "d_mlp": 16},
+                                                 "weak_steps": 10, freeze: True}))
+    out = tmp_path / "f"
+    run(cfg, out, progress=False, log=quiet)
+    start = build_setup(target_config(cfg, str(out / "weak"))).model.embed
+    end, _, _ = load_model(out / "target")
+    frozen, trained = ("W_E_A", "W_E_B") if freeze == "freeze_A" else ("W_E_B", "W_E_A")
+    assert torch.equal(getattr(end.embed, frozen), getattr(start, frozen))
+    assert not torch.equal(getattr(end.embed, trained), getattr(start, trained))
+
+
+def test_transformer_target_and_resume(tmp_path):
+    cfg = parse_config(transfer_config(model={"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+                                       training={"steps": 20, "eval_every": 10, "checkpoint_every": 10,
+                                                 "progress": False}))
+    out = tmp_path / "tt"
+    first = run(cfg, out, progress=False, log=quiet)
+    model, _, _ = load_model(out / "target")
+    assert model.kind == "transformer" and model.shape.embed_rank == 4
+    again = run(cfg, out, progress=False, log=quiet)  # finished: nothing is retrained
+    assert again == first
+    (out / "summary.json").unlink()  # killed after the stages: the finished stages are skipped
+    third = run(cfg, out, progress=False, log=quiet)
+    assert third["members"] == first["members"]
+
+
+def test_transfer_config_errors():
+    with pytest.raises(ConfigError, match="recipe `transfer` needs a `transfer:` section"):
+        parse_config(tiny_config(recipe="transfer"))
+    with pytest.raises(ConfigError, match="only that recipe"):
+        parse_config(tiny_config(transfer={}))
+    with pytest.raises(ConfigError, match="weak_threshold"):
+        parse_config(transfer_config(transfer={"weak_threshold": 1.5}))
+    with pytest.raises(ConfigError, match="freeze_a"):
+        parse_config(transfer_config(transfer={"freeze_a": True}))
+    with pytest.raises(ConfigError, match="embedding_init"):
+        parse_config(tiny_config(embedding_init={"model": "x"}, init={"model": "y"}))
+
+
+def test_factorised_transformer_fast_path_and_export():
+    from grokkit.models import EnsembleTransformer, TransformerShape, unfactorised
+    from grokkit.tasks import ModularTask, Vocabulary, stack_members
+
+    vocab = Vocabulary(13, (13,))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=16, n_heads=2, d_head=8, d_mlp=32, embed_rank=3)
+    model = EnsembleTransformer(shape, [0, 1]).double()
+    tokens = stack_members([ModularTask("add", 13).split(vocab, 0.4, s).train for s in range(2)]).tokens
+    full, _ = model.run_with_cache(tokens)
+    torch.testing.assert_close(model(tokens, [3]), full[:, :, [3]], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(unfactorised(model)(tokens, [3]), full[:, :, [3]], rtol=1e-10, atol=1e-10)
+    # A @ B starts with the variance of a plain W_E (1 / d_model)
+    big = EnsembleTransformer(TransformerShape(200, 13, d_model=64, n_heads=2, d_head=8, d_mlp=32, embed_rank=8), [0])
+    assert big.embed.W_E.std().item() == pytest.approx(1 / 8, rel=0.1)
