@@ -112,3 +112,24 @@ def test_positional_tokens_give_each_position_its_own_embedding_rows():
     assert setup.vocab.d_vocab >= 24 and setup.model.embed.W_E.shape[1] == setup.vocab.d_vocab
     with pytest.raises(ConfigError, match="does not use positional_tokens"):
         parse_config({"task": {"op": "add", "modulus": 7, "positional_tokens": True}})
+
+
+def test_bit_task_sweep_packs_seeds_and_methods(tmp_path):
+    import pandas as pd
+
+    from grokkit.sweep import parse_sweep, run_sweep
+
+    base = {"recipe": "scratch", "task": {"kind": "sparse_parity", "n_bits": 8, "k": 2, "n_train": 64, "n_test": 64,
+                                          "positional_tokens": True},
+            "model": {"kind": "mlp", "d_embed": 8, "d_mlp": 32, "n_layers": 2},
+            "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.1},
+            "training": {"steps": 20, "eval_every": 10, "checkpoint_every": 0, "progress": False}}
+    spec = parse_sweep({"name": "bits", "base": base, "n_seeds": 3,
+                        "cases": [{"name": "scratch"},
+                                  {"name": "transfer", "overrides": {"recipe": "transfer", "transfer": {
+                                      "weak_model": {"kind": "mlp", "d_embed": 2, "d_mlp": 8}, "weak_steps": 10}}}]})
+    result = run_sweep(spec, tmp_path, tmp_path / "out", log=lambda _: None)
+    assert sorted(len(g.trials) for g in result.groups) == [3, 3]  # the seeds of a method train as one ensemble
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert len(table) == 6 and (table.status == "ok").all()
+    assert table[table.case == "transfer"].weak_wall_seconds.notna().all()

@@ -107,6 +107,31 @@ def test_transformer_target_and_resume(tmp_path):
     assert third["members"] == first["members"]
 
 
+def test_transfer_then_distill_composes_and_reports_the_weak_cost(tmp_path):
+    teacher = tiny_config(name="teacher", seeds=[0], task={"op": "add", "modulus": 19, "train_fraction": 0.5},
+                          vocab={"n_numbers": 19, "moduli": [17, 19]}, training__steps=20)
+    run(parse_config(teacher), tmp_path / "teacher", progress=False, log=quiet)
+    tr = transfer_config(model={"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+                         vocab={"n_numbers": 19, "moduli": [17, 19]},
+                         distill={"teacher": str(tmp_path / "teacher"), "alpha": 0.7, "temperature": 3.0},
+                         members=[{"seed": 0, "alpha": 0.5}, {"seed": 1}])
+    tr.pop("seeds")
+    tr["transfer"]["target_recipe"] = "distill"
+    cfg = parse_config(tr)
+    target = target_config(cfg, str(tmp_path / "weak"))
+    assert target.recipe == "distill" and target.distill == cfg.distill
+    assert target.member_list()[0].alpha == 0.5  # the member's own alpha reaches the distilled target
+    out = tmp_path / "t"
+    summary = run(cfg, out, progress=False, log=quiet)
+    assert json.loads((out / "target" / "summary.json").read_text())["recipe"] == "distill"
+    weak_wall = json.loads((out / "weak" / "summary.json").read_text())["wall_seconds"]
+    assert sum(m["weak_wall_seconds"] for m in summary["members"]) == pytest.approx(weak_wall, abs=2e-3)
+    with pytest.raises(ConfigError, match="target_recipe=distill needs a `distill:` section"):
+        parse_config(dict(transfer_config(), transfer={"target_recipe": "distill"}))
+    with pytest.raises(ConfigError, match="transfer.target_recipe: distill"):
+        parse_config(transfer_config(distill={"teacher": "x"}))
+
+
 def test_transfer_config_errors():
     with pytest.raises(ConfigError, match="recipe `transfer` needs a `transfer:` section"):
         parse_config(tiny_config(recipe="transfer"))

@@ -92,11 +92,12 @@ def method_rows(table: pd.DataFrame, setting: str, extra_cost: list[str]) -> lis
         steps = pd.to_numeric(t["steps_to_generalize"], errors="coerce").astype(float).to_numpy()
         censored = np.where(np.isnan(steps), np.inf, steps)
         q25, med, q75 = (float(np.quantile(censored, q, method="lower")) for q in (0.25, 0.5, 0.75))
-        per_1k = float((t["wall_seconds"] / t["steps"]).median() * 1000)
         extra = np.zeros(len(t))
         for col in extra_cost:
             if col in t:
                 extra += pd.to_numeric(t[col], errors="coerce").fillna(0.0).to_numpy()
+        # a trial's wall-clock includes its one-off costs: the rate per step is what is left per step
+        per_1k = float(np.median((t["wall_seconds"].to_numpy() - extra) / t["steps"].to_numpy()) * 1000)
         time_to = censored * per_1k / 1000 + extra
         rows.append({
             "setting": setting, "method": method, "n_seeds": len(t), "generalized": int(np.isfinite(steps).sum()),

@@ -286,6 +286,9 @@ class TransferConfig(_Strict):
     freeze_A: bool = False
     freeze_B: bool = False
     b_init_std: float | None = Field(None, gt=0, description="see embedding_init.b_init_std")
+    target_recipe: Literal["scratch", "distill"] = Field(
+        "scratch", description="how the target trains: from labels, or distilled from the run's `distill:` teacher "
+        "(GrokTransfer + distillation); the weak model always trains from labels")
 
 
 class LoggingConfig(_Strict):
@@ -343,10 +346,14 @@ class RunConfig(_Strict):
             raise ValueError(f"members must be distinct; seeds {duplicates} are listed twice with the same settings")
         if self.recipe == "distill" and self.distill is None:
             raise ValueError("recipe `distill` needs a `distill:` section with at least `teacher:`")
-        if self.recipe != "distill" and self.distill is not None:
-            raise ValueError(f"`distill:` is set but recipe is {self.recipe!r}; set `recipe: distill` or drop it")
-        if self.recipe != "distill" and any(m.alpha is not None or m.temperature is not None for m in members):
-            raise ValueError("member `alpha`/`temperature` only apply to recipe `distill`")
+        distills = self.recipe == "distill" or (self.transfer is not None and self.transfer.target_recipe == "distill")
+        if self.recipe == "transfer" and distills and self.distill is None:
+            raise ValueError("transfer.target_recipe=distill needs a `distill:` section with at least `teacher:`")
+        if not distills and self.distill is not None:
+            raise ValueError(f"`distill:` is set but recipe is {self.recipe!r}; set `recipe: distill` (or, with "
+                             "recipe transfer, `transfer.target_recipe: distill`) or drop it")
+        if not distills and any(m.alpha is not None or m.temperature is not None for m in members):
+            raise ValueError("member `alpha`/`temperature` only apply to distillation")
         for section in ("joint", "continual", "transfer"):
             if (self.recipe == section) != (getattr(self, section) is not None):
                 raise ValueError(f"recipe `{section}` needs a `{section}:` section, and only that recipe takes one "

@@ -48,6 +48,8 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     assert t is not None
     data = _base(cfg)
     data["name"] = f"{cfg.name}/weak"
+    if data.get("members"):  # distillation settings of a member belong to the target
+        data["members"] = [{k: v for k, v in m.items() if k not in ("alpha", "temperature")} for m in data["members"]]
     data["model"] = t.weak_model.model_dump(mode="json")
     if t.weak_optimizer is not None:
         data["optimizer"] = t.weak_optimizer.model_dump(mode="json")
@@ -62,6 +64,10 @@ def target_config(cfg: RunConfig, weak_dir: str) -> RunConfig:
     assert t is not None
     data = _base(cfg)
     data["name"] = f"{cfg.name}/target"
+    if t.target_recipe == "distill":
+        assert cfg.distill is not None
+        data["recipe"] = "distill"
+        data["distill"] = cfg.distill.model_dump(mode="json")
     data["embedding_init"] = {"model": weak_dir, "member": None, "freeze_A": t.freeze_A, "freeze_B": t.freeze_B,
                               "b_init_std": t.b_init_std}
     return parse_config(data, f"target stage of {cfg.name}")
@@ -122,6 +128,8 @@ def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any
             "weak_final_test_acc": w["final_test_acc"],
             "weak_failed": w["failed"],
             "total_steps_to_generalize": None if steps is None else weak["steps"] + steps,
+            # this member's share of the weak stage's wall-clock (a sweep's results store reads member scalars)
+            "weak_wall_seconds": round(weak["wall_seconds"] / len(weak["members"]), 3),
         })
     drop = ("name", "recipe", "members", "versions")
     return {

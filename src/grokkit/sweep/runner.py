@@ -86,15 +86,15 @@ def _member(cfg: RunConfig) -> MemberConfig:
         seed=m.seed,
         lr=m.lr if m.lr is not None else cfg.optimizer.lr,
         weight_decay=m.weight_decay if m.weight_decay is not None else cfg.optimizer.weight_decay,
-        train_fraction=None if cfg.tasks else (m.train_fraction if m.train_fraction is not None
-                                               else cfg.task.train_fraction),
+        train_fraction=None if cfg.tasks or not cfg.task.is_modular else (
+            m.train_fraction if m.train_fraction is not None else cfg.task.train_fraction),
         alpha=(m.alpha if m.alpha is not None else cfg.distill.alpha) if cfg.distill else None,
         temperature=(m.temperature if m.temperature is not None else cfg.distill.temperature) if cfg.distill else None,
     )
 
 
 def _fraction(t: Trial) -> float:
-    if t.config.tasks:  # multi-task: the fractions are part of the pack key, so equal within a bucket
+    if t.config.tasks or not t.config.task.is_modular:  # multi-task: fractions in the pack key; bit tasks: sizes
         return 1.0
     m = t.config.member_list()[0]
     return m.train_fraction if m.train_fraction is not None else t.config.task.train_fraction

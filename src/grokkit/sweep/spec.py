@@ -225,8 +225,9 @@ def expand(spec: SweepSpec, root: Path, required_dirs: dict[str, str] | None = N
                 axis_values.update({k: v[z] for k, v in spec.zip.items()})
                 data = _apply(base, case.overrides)
                 data = _apply(data, axis_values)
-                if data.get("recipe", "scratch") != "distill":
-                    data.pop("distill", None)  # distillation settings apply to distill trials only
+                target = (data.get("transfer") or {}).get("target_recipe")
+                if data.get("recipe", "scratch") != "distill" and target != "distill":
+                    data.pop("distill", None)  # distillation settings apply to distilling trials only
                 data.pop("members", None)
                 data = _substitute(data, refs)
                 for seed in spec.seed_list():
