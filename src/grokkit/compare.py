@@ -27,10 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
-from grokkit.config import _format_validation_error, read_yaml  # noqa: E402
+from grokkit.config import load_spec  # noqa: E402
 from grokkit.demo import markdown_table  # noqa: E402
 
 
@@ -56,15 +56,7 @@ class CompareSpec(BaseModel):
 
 
 def load_compare(path: str | Path) -> tuple[CompareSpec, Path]:
-    path = Path(path)
-    data = read_yaml(path, "comparison file", CompareError)
-    if not isinstance(data, dict):
-        raise CompareError(f"comparison file {path} must hold a mapping")
-    try:
-        return CompareSpec.model_validate(data), path.resolve().parent
-    except ValidationError as e:
-        raise CompareError(_format_validation_error(e, str(path)).replace("invalid config", "invalid comparison")
-                           ) from None
+    return load_spec(path, CompareSpec, "comparison file", CompareError)
 
 
 def _setting_key(label: str) -> str:

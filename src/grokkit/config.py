@@ -7,7 +7,7 @@ value and what is allowed; the CLI turns them into exit code 2 before anything i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -480,6 +480,22 @@ def read_yaml(path: str | Path, what: str = "config file", error: type[ValueErro
         raise error(f"{what} {path} does not exist") from None
     except yaml.YAMLError as err:
         raise error(f"{what} {path} is not valid YAML: {err}") from None
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def load_spec(path: str | Path, model: type[_M], what: str, error: type[ValueError]) -> tuple[_M, Path]:
+    """A YAML file validated as ``model`` (a figure, a comparison, ...) and the folder its relative paths start from;
+    a missing, malformed or invalid file raises ``error`` naming ``what``."""
+    path = Path(path)
+    data = read_yaml(path, what, error)
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} must hold a mapping")
+    try:
+        return model.model_validate(data), path.resolve().parent
+    except ValidationError as e:
+        raise error(_format_validation_error(e, str(path)).replace("invalid config", f"invalid {what}")) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

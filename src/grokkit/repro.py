@@ -27,10 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
-from grokkit.config import _format_validation_error, read_yaml  # noqa: E402
+from grokkit.config import load_spec, read_yaml  # noqa: E402
 from grokkit.demo import markdown_table  # noqa: E402
 
 
@@ -103,13 +103,7 @@ def load_figure(name_or_path: str | Path) -> tuple[FigureSpec, Path]:
         if str(name_or_path) not in figs:
             raise ReproError(f"unknown figure {name_or_path!r}; available: {', '.join(figs)}")
         path = figs[str(name_or_path)]
-    data = read_yaml(path, "figure file", ReproError)
-    if not isinstance(data, dict):
-        raise ReproError(f"figure file {path} must hold a mapping")
-    try:
-        return FigureSpec.model_validate(data), path.resolve().parent
-    except ValidationError as e:
-        raise ReproError(_format_validation_error(e, str(path)).replace("invalid config", "invalid figure")) from None
+    return load_spec(path, FigureSpec, "figure file", ReproError)
 
 
 # --------------------------------------------------------------------------------------------------- data

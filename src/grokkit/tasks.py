@@ -254,8 +254,26 @@ def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_lab
                  Examples(rows[n_train:], labels[n_train:], answer_range[n_train:]))
 
 
+class _BitTask:
+    """What bit-string tasks share: two classes, one token per bit, the answer read at the last bit."""
+
+    n_bits: int
+
+    @property
+    def answer_range(self) -> int:
+        return 2
+
+    @property
+    def sequence_length(self) -> int:
+        return self.n_bits
+
+    @property
+    def final_position(self) -> int:
+        return self.n_bits - 1
+
+
 @dataclass(frozen=True)
-class SparseParityTask:
+class SparseParityTask(_BitTask):
     """(n, k)-sparse parity: ``n_bits`` random bits, the label is the parity of ``k`` secret bits. The secret is fixed
     by ``secret_seed`` (the same for every member); each member's ``n_train`` training and ``n_test`` test inputs
     are distinct draws from its split seed. Tokens are the bits (0/1), or with ``positional_tokens`` ``2 * i + bit``
@@ -277,18 +295,6 @@ class SparseParityTask:
         return f"parity{self.n_bits}_{self.k}"
 
     @property
-    def answer_range(self) -> int:
-        return 2
-
-    @property
-    def sequence_length(self) -> int:
-        return self.n_bits
-
-    @property
-    def final_position(self) -> int:
-        return self.n_bits - 1
-
-    @property
     def secret(self) -> list[int]:
         """The ``k`` positions whose parity is the label, ascending."""
         order = torch.randperm(self.n_bits, generator=torch.Generator().manual_seed(self.secret_seed))
@@ -304,7 +310,7 @@ class SparseParityTask:
 
 
 @dataclass(frozen=True)
-class XorTask:
+class XorTask(_BitTask):
     """High-dimensional XOR, the setting of GrokTransfer's theory scaled to a CPU, in token form.
 
     An input is ``x in {-1, +1}^n_bits`` (token 0 is -1, token 1 is +1). The signal lives in two coordinates,
@@ -328,18 +334,6 @@ class XorTask:
     @property
     def name(self) -> str:
         return f"xor{self.n_bits}"
-
-    @property
-    def answer_range(self) -> int:
-        return 2
-
-    @property
-    def sequence_length(self) -> int:
-        return self.n_bits
-
-    @property
-    def final_position(self) -> int:
-        return self.n_bits - 1
 
     @staticmethod
     def labels(rows: torch.Tensor) -> torch.Tensor:
