@@ -132,6 +132,23 @@ def test_transfer_then_distill_composes_and_reports_the_weak_cost(tmp_path):
         parse_config(transfer_config(distill={"teacher": "x"}))
 
 
+def test_weak_optimizer_beats_member_settings_meant_for_the_target():
+    from grokkit.recipes.transfer import weak_config
+
+    cfg = parse_config(transfer_config(seeds=None, members=[{"seed": 0, "lr": 0.001, "weight_decay": 1.0},
+                                                            {"seed": 1, "lr": 0.002}],
+                                       optimizer={"name": "adamw", "lr": 0.001, "weight_decay": 1.0}))
+    weak = weak_config(cfg)
+    assert [(m.lr, m.weight_decay) for m in weak.member_list()] == [(0.001, 1.0), (0.002, None)]
+    tuned = transfer_config(seeds=None, members=[{"seed": 0, "lr": 0.001, "weight_decay": 1.0}])
+    tuned["transfer"]["weak_optimizer"] = {"name": "adamw", "lr": 0.03, "weight_decay": 0.3}
+    weak = weak_config(parse_config(tuned))
+    assert [(m.lr, m.weight_decay) for m in weak.member_list()] == [(None, None)]
+    assert (weak.optimizer.lr, weak.optimizer.weight_decay) == (0.03, 0.3)
+    target = target_config(parse_config(tuned), "w")
+    assert (target.member_list()[0].lr, target.member_list()[0].weight_decay) == (0.001, 1.0)
+
+
 def test_transfer_config_errors():
     with pytest.raises(ConfigError, match="recipe `transfer` needs a `transfer:` section"):
         parse_config(tiny_config(recipe="transfer"))

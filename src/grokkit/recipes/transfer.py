@@ -48,8 +48,11 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     assert t is not None
     data = _base(cfg)
     data["name"] = f"{cfg.name}/weak"
-    if data.get("members"):  # distillation settings of a member belong to the target
-        data["members"] = [{k: v for k, v in m.items() if k not in ("alpha", "temperature")} for m in data["members"]]
+    # a member's own distillation settings belong to the target; so do its lr / weight decay when the weak model has
+    # an optimiser of its own (a sweep writes every packed member's lr and weight decay out explicitly)
+    own = ("alpha", "temperature") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
+    if data.get("members"):
+        data["members"] = [{k: v for k, v in m.items() if k not in own} for m in data["members"]]
     data["model"] = t.weak_model.model_dump(mode="json")
     if t.weak_optimizer is not None:
         data["optimizer"] = t.weak_optimizer.model_dump(mode="json")
