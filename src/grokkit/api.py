@@ -80,6 +80,17 @@ def _check_out_dir(out: Path, cfg: RunConfig) -> str:
     return "resume" if (out / CHECKPOINT_FILE).exists() else "new"
 
 
+def staged_start(cfg: RunConfig, out: Path | None, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The opening of a recipe made of stages (continual, transfer): ``out`` is required and checked; a finished run
+    returns its summary (nothing to do), otherwise None."""
+    if out is None:
+        raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give --out")
+    if _check_out_dir(out, cfg) == "done":
+        log(f"{out} already holds this finished run; nothing to do")
+        return json.loads((out / "summary.json").read_text())
+    return None
+
+
 def _progress_bar(enabled: bool) -> Any:
     if not enabled:
         return None

@@ -97,14 +97,12 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
 
 def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
                   ) -> dict[str, Any]:
-    from grokkit.api import RunError, _check_out_dir, run
+    from grokkit.api import RunError, run, staged_start
 
-    if out is None:
-        raise RunError("recipe continual writes one run directory per stage: give --out")
-    state = _check_out_dir(out, cfg)
-    if state == "done":
-        log(f"{out} already holds this finished run; nothing to do")
-        return json.loads((out / "summary.json").read_text())
+    finished = staged_start(cfg, out, log)
+    if finished is not None:
+        return finished
+    assert out is not None
     try:
         resolved, init_members = _with_init_split(cfg)
         assert resolved.tasks is not None

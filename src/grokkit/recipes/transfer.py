@@ -78,14 +78,12 @@ def target_config(cfg: RunConfig, weak_dir: str) -> RunConfig:
 
 def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
                  ) -> dict[str, Any]:
-    from grokkit.api import RunError, _check_out_dir, run
+    from grokkit.api import RunError, run, staged_start
 
-    if out is None:
-        raise RunError("recipe transfer writes one run directory per stage: give --out")
-    state = _check_out_dir(out, cfg)
-    if state == "done":
-        log(f"{out} already holds this finished run; nothing to do")
-        return json.loads((out / "summary.json").read_text())
+    finished = staged_start(cfg, out, log)
+    if finished is not None:
+        return finished
+    assert out is not None
     try:  # both stages' configs are valid before anything is written
         weak_cfg = weak_config(cfg)
         target_cfg = target_config(cfg, str(out / "weak"))
