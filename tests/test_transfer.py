@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from grokkit.api import run
 from grokkit.checkpoint import load_model
@@ -176,3 +177,37 @@ def test_factorised_transformer_fast_path_and_export():
     # A @ B starts with the variance of a plain W_E (1 / d_model)
     big = EnsembleTransformer(TransformerShape(200, 13, d_model=64, n_heads=2, d_head=8, d_mlp=32, embed_rank=8), [0])
     assert big.embed.W_E.std().item() == pytest.approx(1 / 8, rel=0.1)
+
+
+def test_weak_candidates_share_the_member_split_and_the_best_by_train_accuracy_seeds_the_target(tmp_path):
+    cfg = parse_config(transfer_config(training={"steps": 10, "eval_every": 5, "progress": False},
+                                       transfer={"weak_model": {"kind": "mlp", "d_embed": 4, "d_mlp": 16},
+                                                 "weak_steps": 40, "weak_threshold": 0.99, "weak_eval_every": 20,
+                                                 "weak_candidates": 3}))
+    out = tmp_path / "c"
+    summary = run(cfg, out, progress=False, log=quiet)
+    weak = json.loads((out / "weak" / "summary.json").read_text())
+    assert [m["seed"] for m in weak["members"]] == [0, 100_003, 200_006, 1, 100_004, 200_007]
+    weak_cfg = parse_config(yaml.safe_load((out / "weak" / "config.yaml").read_text()))
+    setup = build_setup(weak_cfg)
+    for member in (0, 3):  # every candidate of a target member trains on that member's split
+        for j in (1, 2):
+            assert torch.equal(setup.train.tokens[member + j], setup.train.tokens[member])
+    assert not torch.equal(setup.train.tokens[0], setup.train.tokens[3])
+    train_accs = [m["final_train_acc"] for m in weak["members"]]
+    chosen = [max(range(3 * i, 3 * i + 3), key=lambda j: (train_accs[j], -j)) for i in range(2)]
+    target_cfg = parse_config(yaml.safe_load((out / "target" / "config.yaml").read_text()))
+    assert target_cfg.embedding_init.member == chosen
+    weak_model, _, _ = load_model(out / "weak")
+    start = build_setup(target_cfg).model.embed
+    torch.testing.assert_close(start.W_E_A, weak_model.embed.W_E[chosen])
+    assert [m["weak_seed"] for m in summary["members"]] == [weak["members"][j]["seed"] for j in chosen]
+    assert [len(m["weak_candidate_test_accs"]) for m in summary["members"]] == [3, 3]
+    assert summary["members"][0]["weak_wall_seconds"] == pytest.approx(weak["wall_seconds"] / 2, abs=1e-3)
+
+
+def test_embedding_init_member_list_is_checked(tmp_path, finished):
+    cfg, out, _ = finished
+    bad = target_config(cfg, str(out / "weak"), [0, 5])
+    with pytest.raises(ValueError, match="one per member"):
+        build_setup(bad)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator, model_validator
 
 from grokkit.tasks import OPERATIONS
 
@@ -262,8 +262,9 @@ class EmbeddingInitConfig(_Strict):
     as usual."""
 
     model: str = Field(..., description="run directory or model file whose W_E becomes A")
-    member: int | None = Field(None, ge=0, description="which member's W_E seeds every member; None: member k "
-                               "seeds member k (the model must have as many members) or its only member all")
+    member: NonNegativeInt | list[NonNegativeInt] | None = Field(
+        None, description="which member's W_E seeds every member, or a list: the source member of each member in "
+        "turn; None: member k seeds member k (the model must have as many members) or its only member all")
     freeze_A: bool = Field(False, description="keep A at the source's W_E (no gradient, no weight decay)")
     freeze_B: bool = Field(False, description="keep B at its random initialisation")
     b_init_std: float | None = Field(
@@ -283,6 +284,9 @@ class TransferConfig(_Strict):
     weak_threshold: float = Field(0.3, gt=0, le=1, description="stop the weak model once every member reaches this "
                                   "test accuracy")
     weak_eval_every: int | None = Field(None, ge=1, description="None: training.eval_every")
+    weak_candidates: int = Field(
+        1, ge=1, le=64, description="weak models trained per target member (initial seeds seed, seed + 100003, ...; "
+        "all on the member's split); the one with the highest final *training* accuracy gives A. 1: the paper")
     freeze_A: bool = False
     freeze_B: bool = False
     b_init_std: float | None = Field(None, gt=0, description="see embedding_init.b_init_std")
@@ -309,6 +313,8 @@ class MemberConfig(_Strict):
     train_fraction: float | None = Field(None, gt=0, lt=1)
     alpha: float | None = Field(None, ge=0, le=1)
     temperature: float | None = Field(None, gt=0)
+    split_seed: int | None = Field(
+        None, description="seed of this member's train/test split; default: `seed` (a task's split_seed wins)")
 
 
 class RunConfig(_Strict):

@@ -73,12 +73,14 @@ def build_vocab(cfg: RunConfig) -> Vocabulary:
 
 
 def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskConfig, use_member_fraction: bool = True) -> list[Split]:
-    """One seeded split of task ``tc`` per member (the member's seed unless the task fixes ``split_seed``)."""
+    """One seeded split of task ``tc`` per member: the task's ``split_seed`` if set, else the member's own
+    ``split_seed``, else its seed."""
     task = make_task(tc)
     splits = []
     for m in cfg.member_list():
         fraction = m.train_fraction if (use_member_fraction and m.train_fraction is not None) else tc.train_fraction
-        split_seed = tc.split_seed if tc.split_seed is not None else m.seed
+        split_seed = tc.split_seed if tc.split_seed is not None else (
+            m.split_seed if m.split_seed is not None else m.seed)
         splits.append(task.split(vocab, fraction, split_seed))
     return splits
 
@@ -170,7 +172,12 @@ def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> l
         raise ValueError(f"embedding_init.model {e.model} has vocabulary {source_vocab}, this run {vocab}")
     a = source.embed.W_E.detach()
     k = model.n_members
-    if e.member is not None:
+    if isinstance(e.member, list):
+        if len(e.member) != k or max(e.member) >= source.n_members:
+            raise ValueError(f"embedding_init.member={e.member}: needs {k} indices (one per member), each below "
+                             f"{e.model}'s {source.n_members} member(s)")
+        a = a[e.member]
+    elif e.member is not None:
         if e.member >= source.n_members:
             raise ValueError(f"embedding_init.member={e.member} but {e.model} has {source.n_members} member(s)")
         a = a[e.member : e.member + 1]

@@ -18,6 +18,12 @@ wall-clock of both stages and in total (the weak model's cost included).
 The weak stage stops for the whole ensemble once every member has reached the threshold, so a member that got
 there earlier trains on until the last one does (its embedding is then, if anything, better); ``weak_steps`` in the
 summary is that shared stop, and ``weak_steps_to_threshold`` each member's own crossing.
+
+``transfer.weak_candidates = n > 1`` trains n weak models per target member (initial seeds ``seed + j * 100003``, all
+on the member's split) in the one weak ensemble, and member k's ``A`` comes from the candidate with the highest final
+training accuracy; selection uses no held-out data, and all n candidates' cost is in the weak wall-clock. The small
+weak model cannot memorise, so its training accuracy tracks its test accuracy, and its outcome is bimodal across
+seeds (docs/TRANSFER.md): best-of-n removes most of the seeds whose weak model stalls.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import pandas as pd
 from grokkit.checkpoint import MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
 from grokkit.config import RunConfig, parse_config
 from grokkit.models import unfactorised
+
+CANDIDATE_SEED_STRIDE = 100_003
 
 
 def _base(cfg: RunConfig) -> dict[str, Any]:
@@ -51,8 +59,14 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     # a member's own distillation settings belong to the target; so do its lr / weight decay when the weak model has
     # an optimiser of its own (a sweep writes every packed member's lr and weight decay out explicitly)
     own = ("alpha", "temperature") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
-    if data.get("members"):
-        data["members"] = [{k: v for k, v in m.items() if k not in own} for m in data["members"]]
+    if data.get("members") or t.weak_candidates > 1:
+        members = [{k: v for k, v in m.model_dump(mode="json").items() if k not in own and v is not None}
+                   for m in cfg.member_list()]
+        # candidate j of a member: initial seed seed + j * CANDIDATE_SEED_STRIDE, on the member's own split
+        data["members"] = [dict(m, seed=m["seed"] + j * CANDIDATE_SEED_STRIDE,
+                                split_seed=m.get("split_seed", m["seed"]))
+                           for m in members for j in range(t.weak_candidates)]
+        data["seeds"] = None
     data["model"] = t.weak_model.model_dump(mode="json")
     if t.weak_optimizer is not None:
         data["optimizer"] = t.weak_optimizer.model_dump(mode="json")
@@ -61,8 +75,21 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     return parse_config(data, f"weak stage of {cfg.name}")
 
 
-def target_config(cfg: RunConfig, weak_dir: str) -> RunConfig:
-    """Stage 2: the run's model, its embedding A @ B with A from the weak model at ``weak_dir``."""
+def select_candidates(cfg: RunConfig, weak: dict[str, Any]) -> list[int] | None:
+    """The weak member whose ``W_E`` seeds each target member: of a member's ``weak_candidates`` weak models the one
+    with the highest final training accuracy (ties: the lower index). Training accuracy, not test: the choice uses
+    no held-out data. None when there is one candidate per member (member k seeds member k)."""
+    n = cfg.transfer.weak_candidates  # type: ignore[union-attr]
+    if n == 1:
+        return None
+    accs = [m["final_train_acc"] for m in weak["members"]]
+    groups = [list(range(i * n, (i + 1) * n)) for i in range(len(accs) // n)]
+    return [max(group, key=lambda j: (accs[j], -j)) for group in groups]
+
+
+def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None) -> RunConfig:
+    """Stage 2: the run's model, its embedding A @ B with A from the weak model at ``weak_dir`` (member ``member[k]``
+    of it for member k; None: member k)."""
     t = cfg.transfer
     assert t is not None
     data = _base(cfg)
@@ -71,7 +98,7 @@ def target_config(cfg: RunConfig, weak_dir: str) -> RunConfig:
         assert cfg.distill is not None
         data["recipe"] = "distill"
         data["distill"] = cfg.distill.model_dump(mode="json")
-    data["embedding_init"] = {"model": weak_dir, "member": None, "freeze_A": t.freeze_A, "freeze_B": t.freeze_B,
+    data["embedding_init"] = {"model": weak_dir, "member": member, "freeze_A": t.freeze_A, "freeze_B": t.freeze_B,
                               "b_init_std": t.b_init_std}
     return parse_config(data, f"target stage of {cfg.name}")
 
@@ -94,6 +121,10 @@ def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: C
     log(f"stage 1/2: weak model ({cfg.transfer.weak_model.kind}) until test accuracy "  # type: ignore[union-attr]
         f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps")
     weak = run(weak_cfg, out / "weak", progress=progress, log=log)
+    chosen = select_candidates(cfg, weak)
+    if chosen is not None:
+        target_cfg = target_config(cfg, str(out / "weak"), chosen)
+        log(f"weak candidates chosen (by training accuracy): {chosen}")
     log(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
     target = run(target_cfg, out / "target", progress=progress, log=log)
 
@@ -113,24 +144,30 @@ def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: C
         from grokkit.plots import plot_curves
 
         plot_curves(target_rows, out / "curves.png", f"{cfg.name}: {target['task']}, GrokTransfer target")
-    summary = transfer_summary(cfg, weak, target)
+    summary = transfer_summary(cfg, weak, target, chosen)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
-def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any],
+                     chosen: list[int] | None = None) -> dict[str, Any]:
     members = []
-    for w, t in zip(weak["members"], target["members"]):
+    n = len(weak["members"]) // len(target["members"])
+    for i, t in enumerate(target["members"]):
+        j = chosen[i] if chosen is not None else i
+        w = weak["members"][j]
         steps = t["steps_to_generalize"]
         members.append({
             **t,
+            "weak_seed": w["seed"],
+            "weak_candidate_test_accs": [m["final_test_acc"] for m in weak["members"][i * n:(i + 1) * n]],
             "weak_steps": weak["steps"],
             "weak_steps_to_threshold": w["steps_to_generalize"],
             "weak_final_test_acc": w["final_test_acc"],
             "weak_failed": w["failed"],
             "total_steps_to_generalize": None if steps is None else weak["steps"] + steps,
             # this member's share of the weak stage's wall-clock (a sweep's results store reads member scalars)
-            "weak_wall_seconds": round(weak["wall_seconds"] / len(weak["members"]), 3),
+            "weak_wall_seconds": round(weak["wall_seconds"] / len(target["members"]), 3),
         })
     drop = ("name", "recipe", "members", "versions")
     return {

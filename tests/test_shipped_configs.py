@@ -1,0 +1,51 @@
+"""Every YAML file the package ships validates: run configs, sweeps (every trial expanded), comparisons and figures.
+A config that drifted from the schema would otherwise fail only when someone runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import grokkit
+from grokkit.compare import load_compare
+from grokkit.config import load_config
+from grokkit.repro import load_figure
+from grokkit.sweep.spec import expand, load_sweep
+
+CONFIGS = Path(grokkit.__file__).parent / "configs"
+FILES = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def kind(path: Path) -> str:
+    data = yaml.safe_load(path.read_text())
+    if "settings" in data:
+        return "compare"
+    if "cases" in data or "grid" in data or "zip" in data or "n_seeds" in data:
+        return "sweep"
+    if path.parent.name == "repro":
+        return "figure"
+    return "run"
+
+
+def test_the_package_ships_every_kind_of_config():
+    assert {kind(p) for p in FILES} == {"compare", "sweep", "figure", "run"}
+    assert len(FILES) > 20
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CONFIGS)) for p in FILES])
+def test_shipped_config_validates(path: Path):
+    k = kind(path)
+    if k == "run":
+        load_config(path)
+    elif k == "sweep":
+        spec, root = load_sweep(path)
+        assert expand(spec, root)
+    elif k == "compare":
+        spec, root = load_compare(path)
+        for setting in spec.settings.values():
+            sweep = setting if isinstance(setting, str) else setting.sweep
+            assert (root / sweep).exists()
+    else:
+        load_figure(path)
