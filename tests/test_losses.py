@@ -5,10 +5,12 @@ import torch
 
 from grokkit.losses import (
     distillation_kl,
+    distillation_kl_fast,
     distillation_loss,
     log_stablemax,
     stablemax_s,
     task_loss,
+    teacher_entropy_terms,
     teacher_log_probs,
 )
 
@@ -94,3 +96,19 @@ def test_kd_student_range_alignment_renormalises_both_sides():
 def test_kd_is_zero_when_student_equals_teacher():
     x = torch.randn(5, 7, dtype=torch.float64)
     assert distillation_kl(x, teacher_log_probs(x, 3.0), 3.0).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fast_kd_from_precomputed_teacher_terms_equals_the_reference(masked):
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(3, 50, 11, generator=g, dtype=torch.float64) * 4
+    teacher = torch.randn(3, 50, 11, generator=g, dtype=torch.float64) * 4
+    teacher[0, 0, 3] = -2000.0  # a teacher probability that underflows to exactly 0
+    mask = (torch.arange(11) < 8).expand(3, 50, 11) if masked else None
+    temperature = torch.tensor([1.0, 2.0, 32.0], dtype=torch.float64).view(3, 1)
+    log_p = teacher_log_probs(teacher, temperature, mask)
+    reference = distillation_kl(student, log_p, temperature, mask)
+    probs, neg_entropy = teacher_entropy_terms(log_p)
+    fast = distillation_kl_fast(student, probs, neg_entropy, temperature, mask)
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-12)

@@ -92,6 +92,31 @@ def distillation_kl(
     return terms.sum(-1)
 
 
+def distillation_kl_fast(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    teacher_neg_entropy: torch.Tensor,
+    temperature: torch.Tensor | float,
+    mask: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """:func:`distillation_kl` from a frozen teacher's precomputed ``teacher_probs`` (q_T) and
+    ``teacher_neg_entropy`` (sum q_T log q_T, :func:`teacher_entropy_terms`): KL = sum q_T log q_T - sum q_T log q_S,
+    so a training step computes only the cross term (no exp of the teacher's log-probs, no 0 log 0 masking)."""
+    t = torch.as_tensor(temperature, dtype=dtype, device=student_logits.device)
+    student = log_softmax(student_logits.to(dtype) / t.unsqueeze(-1), mask)
+    if mask is not None:  # masked classes: q_T = 0 and log q_S = -inf; their term is 0
+        student = student.masked_fill(~mask, 0.0)
+    return teacher_neg_entropy - (teacher_probs * student).sum(-1)
+
+
+def teacher_entropy_terms(teacher_log_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q_T, sum q_T log q_T)`` from log q_T, for :func:`distillation_kl_fast`."""
+    p = teacher_log_probs.exp()
+    neg_entropy = torch.where(p > 0, p * teacher_log_probs, torch.zeros_like(p)).sum(-1)
+    return p, neg_entropy
+
+
 def teacher_log_probs(
     teacher_logits: torch.Tensor,
     temperature: torch.Tensor | float,
