@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -290,3 +292,13 @@ def test_multitask_recipes_in_a_sweep_report_per_task_columns(tmp_path):
     joint = tiny_config(recipe="joint", vocab=vocab, tasks=tasks, joint={})
     table = run_sweep(parse_sweep({"base": joint, "seeds": [0, 1]}), tmp_path, tmp_path / "j", log=quiet).table
     assert {"test_acc@add19", "steps_to_generalize@add17", "generalized@add17"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("orphaned", [True, False])
+def test_a_pool_worker_exits_once_its_parent_has_gone(orphaned):
+    """A killed `grokkit sweep` must not leave workers training on (and racing the next run for a group folder)."""
+    parent = "-1" if orphaned else "os.getppid()"  # -1: never the real parent, as after the parent died
+    code = ("import os, time\nfrom grokkit.sweep.runner import _exit_with_parent\n"
+            f"_exit_with_parent({parent}, 0.05)\ntime.sleep(1.0)\n")
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == (3 if orphaned else 0)

@@ -229,9 +229,26 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
         atomic_write_text(d / "summary.json", json.dumps(s, indent=2))
 
 
+def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
+    """In a pool worker: exit once the process that started it has gone (a killed ``grokkit sweep``/``compare``),
+    instead of training on unseen and racing the next run for the same group folder. Checkpoints are atomic, so
+    the next run resumes from the last one."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="grokkit-parent-watch", daemon=True).start()
+
+
 def _run_group_payload(payload: tuple[str, list[tuple[str, str, dict[str, Any]]], str], sweep_dir: str,
-                       threads: int | None) -> dict[str, str]:
+                       threads: int | None, parent: int | None = None) -> dict[str, str]:
     """Picklable entry point for process pools and Ray: configs travel as JSON."""
+    if parent is not None:
+        _exit_with_parent(parent)
     gid, trials, group_cfg = payload
     group = Group(gid, [Trial(tid, parse_config(json.loads(c)), coords) for tid, c, coords in trials],
                   parse_config(json.loads(group_cfg)))
@@ -257,7 +274,8 @@ def execute_local(groups: list[Group], sweep_dir: Path, workers: int, report: Re
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads): g for g in groups}
+        futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads, os.getpid()): g
+                   for g in groups}
         for fut in as_completed(futures):
             report(futures[fut], fut.result())
 
