@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,9 @@ def plot(df: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path, title: s
         ax.set_ylabel("steps to generalise (test acc >= 0.99)")
         ax.set_title(setting, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"{title}\n(dots: seeds; bar: median; open triangles: not generalised within the budget)",
-                 fontsize=10)
+    legend = "(dots: seeds; bar: median; open triangles: not generalised within the budget)"
+    width = int(13 * 5.0 * len(settings))  # characters that fit the figure's width at fontsize 10
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in (title, legend)), fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
     plt.close(fig)
