@@ -7,6 +7,8 @@ a model whose head covers numbers ``0..112`` be trained and scored on mod 107 an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 TASK_LOSSES = ("cross_entropy", "stablemax")
@@ -73,48 +75,51 @@ def task_loss(
     return -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
+@dataclass(frozen=True)
+class TeacherTargets:
+    """A frozen teacher's softened distribution q_T over a fixed set of rows, with what every step's KL needs computed
+    once: ``probs`` (q_T, ``[..., C]``) and ``neg_entropy`` (sum q_T log q_T, ``[...]``)."""
+
+    probs: torch.Tensor
+    neg_entropy: torch.Tensor
+
+    @classmethod
+    def from_log_probs(cls, log_probs: torch.Tensor) -> TeacherTargets:
+        """From log q_T (:func:`teacher_log_probs`); 0 log 0 terms (masked or underflowed classes) count 0."""
+        p = log_probs.exp()
+        return cls(p, torch.where(p > 0, p * log_probs, torch.zeros_like(p)).sum(-1))
+
+    def to(self, device: torch.device | str) -> TeacherTargets:
+        return TeacherTargets(self.probs.to(device), self.neg_entropy.to(device))
+
+    def select(self, members: slice, rows: torch.Tensor | None = None) -> TeacherTargets:
+        """Members ``members`` and, for a minibatch, their ``rows [k, b]``."""
+        p, h = self.probs[members], self.neg_entropy[members]
+        if rows is not None:
+            p = torch.gather(p, 1, rows.unsqueeze(-1).expand(*rows.shape, p.shape[-1]))
+            h = torch.gather(h, 1, rows)
+        return TeacherTargets(p, h)
+
+
 def distillation_kl(
     student_logits: torch.Tensor,
-    teacher_log_probs: torch.Tensor,
+    teacher: TeacherTargets | torch.Tensor,
     temperature: torch.Tensor | float,
     mask: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Per-example KL(q_T || q_S) with q_S = softmax(student / T) over the allowed classes.
 
-    ``teacher_log_probs`` are log softmax(teacher / T) over the same classes, computed once before training since the
-    teacher is frozen (:func:`teacher_log_probs`). ``temperature`` broadcasts against ``student_logits[..., 0]``."""
-    t = torch.as_tensor(temperature, dtype=dtype, device=student_logits.device)
-    student = log_softmax(student_logits.to(dtype) / t.unsqueeze(-1), mask)
-    p_teacher = teacher_log_probs.exp()
-    # 0 * log 0 terms are 0: masked classes have p_teacher == 0 and -inf log-probs on both sides.
-    terms = torch.where(p_teacher > 0, p_teacher * (teacher_log_probs - student), torch.zeros_like(student))
-    return terms.sum(-1)
-
-
-def distillation_kl_fast(
-    student_logits: torch.Tensor,
-    teacher_probs: torch.Tensor,
-    teacher_neg_entropy: torch.Tensor,
-    temperature: torch.Tensor | float,
-    mask: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """:func:`distillation_kl` from a frozen teacher's precomputed ``teacher_probs`` (q_T) and
-    ``teacher_neg_entropy`` (sum q_T log q_T, :func:`teacher_entropy_terms`): KL = sum q_T log q_T - sum q_T log q_S,
-    so a training step computes only the cross term (no exp of the teacher's log-probs, no 0 log 0 masking)."""
+    ``teacher``: log softmax(teacher / T) over the same classes (:func:`teacher_log_probs`), or better, since the
+    teacher is frozen, its :class:`TeacherTargets` computed once before training; then a step computes only the cross
+    term: KL = sum q_T log q_T - sum q_T log q_S. ``temperature`` broadcasts against ``student_logits[..., 0]``."""
+    if not isinstance(teacher, TeacherTargets):
+        teacher = TeacherTargets.from_log_probs(teacher)
     t = torch.as_tensor(temperature, dtype=dtype, device=student_logits.device)
     student = log_softmax(student_logits.to(dtype) / t.unsqueeze(-1), mask)
     if mask is not None:  # masked classes: q_T = 0 and log q_S = -inf; their term is 0
         student = student.masked_fill(~mask, 0.0)
-    return teacher_neg_entropy - (teacher_probs * student).sum(-1)
-
-
-def teacher_entropy_terms(teacher_log_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(q_T, sum q_T log q_T)`` from log q_T, for :func:`distillation_kl_fast`."""
-    p = teacher_log_probs.exp()
-    neg_entropy = torch.where(p > 0, p * teacher_log_probs, torch.zeros_like(p)).sum(-1)
-    return p, neg_entropy
+    return teacher.neg_entropy - (teacher.probs * student).sum(-1)
 
 
 def teacher_log_probs(

@@ -11,7 +11,7 @@ import torch
 from grokkit.checkpoint import CheckpointError, load_model
 from grokkit.config import DistillConfig
 from grokkit.engine import Objective
-from grokkit.losses import distillation_kl_fast, distillation_loss, teacher_entropy_terms, teacher_log_probs
+from grokkit.losses import TeacherTargets, distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.models import EnsembleModel, same_model
 from grokkit.recipes.common import Setup
 from grokkit.recipes.scratch import task_objective_term
@@ -104,19 +104,15 @@ def prepare(setup: Setup) -> None:
     agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
     setup.info["teacher_acc_on_student_test"] = float(agree)
     device = torch.device(cfg.training.device)
-    probs, neg_entropy = (x.to(device) for x in teacher_entropy_terms(targets))
+    teacher_targets = TeacherTargets.from_log_probs(targets).to(device)
     alpha, temperature = alpha.to(device), temperature.to(device)
     positions = sorted({POSITIONS["final"], position})
     final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
 
     def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members_sl: slice, step: int) -> torch.Tensor:
         task = task_objective_term(setup, logits[:, :, final_i], batch)
-        p, h = probs[members_sl], neg_entropy[members_sl]
-        if rows is not None:  # a minibatch: its rows of the precomputed targets
-            p = torch.gather(p, 1, rows.unsqueeze(-1).expand(*rows.shape, p.shape[-1]))
-            h = torch.gather(h, 1, rows)
         t = temperature[members_sl].view(-1, 1)
-        kl = distillation_kl_fast(logits[:, :, kd_i, :n_aligned], p, h, t, None, dtype)
+        kl = distillation_kl(logits[:, :, kd_i, :n_aligned], teacher_targets.select(members_sl, rows), t, None, dtype)
         a = alpha[members_sl].view(-1, 1) * alpha_factor(d, step)
         return distillation_loss(task, kl, a, t, d.t2_scaling)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from grokkit.engine import Objective
-from grokkit.losses import distillation_kl, distillation_loss, teacher_log_probs
+from grokkit.losses import TeacherTargets, distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.recipes.common import Setup
 from grokkit.recipes.distill import load_teacher, teacher_logits
 from grokkit.recipes.scratch import prepare as prepare_task_loss
@@ -51,18 +51,16 @@ def prepare(setup: Setup) -> None:
                                      / test.weight.sum())
     setup.info["teacher_acc_on_task_test"] = agreement
     device = torch.device(cfg.training.device)
-    targets, taught = targets.to(device), taught.to(device)
+    # rows without a teacher hold log q_T = 0 (q_T = 1 per class): their KL is finite and masked out below
+    teacher_targets, taught = TeacherTargets.from_log_probs(targets).to(device), taught.to(device)
     all_taught = bool(taught.all())
     positions = sorted({POSITIONS["final"], position})
     final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
     temperature = torch.tensor(j.temperature, dtype=dtype, device=device)
 
     def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members: slice, step: int) -> torch.Tensor:
-        target, has_teacher = targets[members], taught[members]
-        if rows is not None:
-            target = torch.gather(target, 1, rows.unsqueeze(-1).expand(*rows.shape, targets.shape[-1]))
-            has_teacher = torch.gather(has_teacher, 1, rows)
-        kl = distillation_kl(logits[:, :, kd_i], target, temperature, None, dtype)
+        has_teacher = taught[members] if rows is None else torch.gather(taught[members], 1, rows)
+        kl = distillation_kl(logits[:, :, kd_i], teacher_targets.select(members, rows), temperature, None, dtype)
         if j.alpha >= 1.0 and all_taught:
             return kl
         task = task_objective_term(setup, logits[:, :, final_i], batch)

@@ -62,9 +62,10 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     if data.get("members") or t.weak_candidates > 1:
         members = [{k: v for k, v in m.model_dump(mode="json").items() if k not in own and v is not None}
                    for m in cfg.member_list()]
-        # candidate j of a member: initial seed seed + j * CANDIDATE_SEED_STRIDE, on the member's own split
-        data["members"] = [dict(m, seed=m["seed"] + j * CANDIDATE_SEED_STRIDE,
-                                split_seed=m.get("split_seed", m["seed"]))
+        # candidate 0 is the member itself; candidate j > 0 starts from seed + j * CANDIDATE_SEED_STRIDE on the
+        # member's own split
+        data["members"] = [m if j == 0 else dict(m, seed=m["seed"] + j * CANDIDATE_SEED_STRIDE,
+                                                 split_seed=m.get("split_seed", m["seed"]))
                            for m in members for j in range(t.weak_candidates)]
         data["seeds"] = None
     data["model"] = t.weak_model.model_dump(mode="json")
