@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import subprocess
 import sys
@@ -52,14 +53,30 @@ def time_steps(trainer: Trainer, steps: int, device: str) -> dict[str, float]:
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     k = len(trainer.seeds)
-    return {"members": k, "median_step_ms": median * 1e3, "model_steps_per_s": k / median,
-            "member_chunk": trainer.chunk}
+    out = {"members": k, "median_step_ms": median * 1e3, "model_steps_per_s": k / median,
+           "member_chunk": trainer.chunk}
+    if device.startswith("cuda"):
+        out["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 def bench_reference(script: Path, steps: int, threads: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, str(script), "--p", "113", "--frac", "0.3", "--bench", str(steps),
                           "--threads", str(threads)], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def machine(device: str) -> str:
+    """The processor (or GPU) the numbers were measured on: they are comparable only within one machine."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -78,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, object] = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
-                                  "positions": args.positions, "rounds": args.rounds}
+                                  "positions": args.positions, "rounds": args.rounds, "machine": machine(args.device)}
     # Rounds interleave the reference and grokkit (trainers built and warmed up once) so that drift of a shared
     # machine hits all alike; the ratio of each round is reported and the median taken.
     trainers = {k: build_trainer(k, args.device, args.positions) for k in args.members}
@@ -92,8 +109,12 @@ def main() -> None:
             entry["reference_steps_per_s"] = bench_reference(args.reference, max(args.steps, 50),
                                                              args.threads)["steps_per_s"]
         for k, trainer in trainers.items():
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
             # about the same number of model-steps for every K, so each K sees the machine for a similar time
             g = time_steps(trainer, max(5, args.steps // k), args.device)
+            if "peak_memory_mib" in g:
+                entry[f"K{k}_peak_memory_mib"] = g["peak_memory_mib"]
             entry[f"K{k}_model_steps_per_s"] = g["model_steps_per_s"]
             entry[f"K{k}_member_chunk"] = g["member_chunk"]
             if "reference_steps_per_s" in entry:

@@ -40,8 +40,12 @@ def test_per_member_hyperparameters(tmp_path):
                                   alone.drop(columns=["member"]), rtol=1e-4, atol=1e-5)
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = parse_config(tiny_config(training__batch_size=32, optimizer__transforms=[{"name": "grokfast_ema"}]))
+TRANSFORMS = [[{"name": "grokfast_ema"}], [{"name": "grokfast_ma", "window": 7}], [{"name": "orthogonal_grad"}]]
+
+
+@pytest.mark.parametrize("transforms", TRANSFORMS, ids=lambda t: t[0]["name"])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch, transforms):
+    cfg = parse_config(tiny_config(training__batch_size=32, optimizer__transforms=transforms))
     full = run(cfg, tmp_path / "full", progress=False)
 
     original = Trainer.train_step

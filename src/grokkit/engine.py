@@ -23,11 +23,12 @@ from grokkit.losses import restrict as restrict_classes
 from grokkit.losses import task_loss
 from grokkit.models import EnsembleModel
 from grokkit.optim import EnsembleOptimizer, build_transform
+from grokkit.runtime import tune_allocator
 from grokkit.tasks import POSITIONS, EnsembleExamples
 
 FINAL = POSITIONS["final"]
 #: Rows (examples x scored positions) per member chunk on CPU: the activations of a chunk stay in cache.
-CPU_CHUNK_ROWS = 4096
+CPU_CHUNK_ROWS = 16384
 
 
 @dataclass
@@ -92,6 +93,8 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.training.device)
+        if self.device.type == "cpu":
+            tune_allocator()
         self.model = model.to(self.device)
         self.train_set, self.test_set = train.to(self.device), test.to(self.device)
         self.task_sets = {name: t.to(self.device) for name, t in (task_sets or {}).items()}

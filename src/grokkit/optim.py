@@ -171,27 +171,36 @@ class GrokfastEMA:
 
 @dataclass(frozen=True)
 class GrokfastMA:
-    """Grokfast-MA: g <- g + lamb * mean of the last ``window`` gradients, applied once the window is full."""
+    """Grokfast-MA: g <- g + lamb * mean of the last ``window`` gradients, applied once the window is full.
+
+    Unlike the other transforms, this one updates its state in place: the history is a ring buffer of ``window``
+    gradients on the parameters' device, with their running sum (refreshed exactly once per window, so rounding does
+    not drift). Copying the window every step, as a pure update would, costs ``window`` times the parameters."""
 
     window: int = 100
     lamb: float = 5.0
 
     def init(self, params: Sequence[torch.Tensor]) -> State:
-        return {"history": [torch.zeros(self.window, *p.shape, dtype=p.dtype) for p in params],
+        return {"history": [torch.zeros(self.window, *p.shape, dtype=p.dtype, device=p.device) for p in params],
+                "sum": [torch.zeros_like(p) for p in params],
                 "count": [torch.zeros((), dtype=torch.long)]}
 
     def update(
         self, grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor], state: State
     ) -> tuple[list[torch.Tensor], State]:
         count = int(state["count"][0])
-        history = [h.clone() for h in state["history"]]
-        for h, g in zip(history, grads):
-            h[count % self.window] = g
+        slot = count % self.window
+        history, sums = state["history"], state["sum"]
+        for h, total, g in zip(history, sums, grads):
+            if slot == 0:  # a new lap: the exact sum of the window so far, then the oldest gradient leaves
+                torch.sum(h, 0, out=total)
+            total.sub_(h[slot]).add_(g)
+            h[slot].copy_(g)
         count += 1
-        new_state: State = {"history": history, "count": [torch.tensor(count)]}
+        new_state: State = {"history": history, "sum": sums, "count": [torch.tensor(count)]}
         if count < self.window:
             return list(grads), new_state
-        return [g + self.lamb * h.mean(0) for g, h in zip(grads, history)], new_state
+        return [g + (self.lamb / self.window) * total for g, total in zip(grads, sums)], new_state
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grokkit.models.kernels import gather_rows, weighted_row_sum
+
 
 @dataclass(frozen=True)
 class TransformerShape:
@@ -294,16 +296,15 @@ class EnsembleTransformer(nn.Module):
         key_tok = tokens.unsqueeze(2)  # K N 1 T
         score_index = (((member * n_pos + torch.arange(n_pos, device=dev).view(1, 1, n_pos, 1)) * v + query_tok) * t
                        + key_pos) * v + key_tok  # K N S T
-        scores = F.embedding(score_index, scores_table.reshape(-1, h))  # K N S T H (reshape copies: contiguous)
+        scores = gather_rows(scores_table.reshape(-1, h), score_index)  # K N S T H (reshape copies: contiguous)
         causal = key_pos.view(1, t) <= pos.view(n_pos, 1)  # S T
         pattern = scores.masked_fill(~causal.view(1, 1, n_pos, t, 1), float("-inf")).softmax(dim=3)
         row = ((member * t + key_pos) * v + key_tok).unsqueeze(-1) * h + torch.arange(h, device=dev)  # K N 1 T H
         row = row.expand(k, n, n_pos, t, h).reshape(k * n * n_pos, t * h)
-        attn_out = F.embedding_bag(
-            row, ov_table.reshape(-1, s.d_model), mode="sum", per_sample_weights=pattern.reshape(k * n * n_pos, t * h)
-        ).view(k, n, n_pos, s.d_model)
+        attn_out = weighted_row_sum(ov_table.reshape(-1, s.d_model), row, pattern.reshape(k * n * n_pos, t * h)
+                                    ).view(k, n, n_pos, s.d_model)
         resid_index = (member.view(k, 1, 1) * t + pos.view(1, 1, n_pos)) * v + tokens[:, :, positions]
-        resid = F.embedding(resid_index, table.reshape(-1, s.d_model)) + attn_out
+        resid = gather_rows(table.reshape(-1, s.d_model), resid_index) + attn_out
         block = self.blocks[0]
         resid = resid + block.mlp(block.norm2(resid))
         if hasattr(self, "ln_final"):

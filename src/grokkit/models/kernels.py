@@ -1,0 +1,121 @@
+"""Gathers and weighted row sums with fast backward passes on the CPU.
+
+The fast forward paths of the models read tables by index: a one-layer transformer's attention output is a sum of
+rows of an OV table weighted by the attention pattern, its attention scores and residual stream are rows of tables
+over (position, token). PyTorch's ``embedding`` / ``embedding_bag`` compute these well, but on the CPU their backward
+passes sort the indices and scatter row by row every step, which costs more than the forward pass many times over.
+The functions here compute the same values and gradients as
+
+* :func:`gather_rows` — ``F.embedding(index, table)``,
+* :func:`weighted_row_sum` — ``F.embedding_bag(index, table, mode="sum", per_sample_weights=weights)``,
+
+with the table's gradient as one sparse-times-dense product (a CSR matrix of the weights, built from one sort of the
+indices, times the output gradient) and the weights' gradient as a sampled dense product (``sampled_addmm``, the rows'
+dot products with the output gradient only where the index points). Results agree with the built-in ops to float
+rounding (tests). On other devices, and when the tensors need no gradient, the built-in ops are used.
+
+``GROKKIT_FAST_KERNELS=0`` in the environment turns these off (the built-in ops everywhere), for comparisons.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def enabled(t: torch.Tensor) -> bool:
+    """Whether the custom backward passes are used for tensors like ``t``."""
+    return t.device.type == "cpu" and os.environ.get("GROKKIT_FAST_KERNELS", "1") != "0"
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the two ops used here are long-standing
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rows, cols, values, shape, check_invariants=False)
+
+
+def _transposed_structure(flat_index: torch.Tensor, n_rows: int, n_table: int, per_row: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r): (crow, col, order), where
+    ``order`` sorts the flattened entries by table row (stable, so sums run in row order)."""
+    order = torch.argsort(flat_index, stable=True)
+    crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
+    crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
+    col = torch.div(order, per_row, rounding_mode="floor")
+    return crow, col, order
+
+
+#: the last index's CSR structure: full-batch training reads the same rows every step, so one sort serves them all
+_cache: dict[str, Any] = {}
+
+
+def _structure(flat_index: torch.Tensor, n_rows: int, n_table: int, per_row: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_transposed_structure`, reused while the index (compared by value) and table size stay the same."""
+    key = _cache.get("index")
+    if (isinstance(key, torch.Tensor) and key.shape == flat_index.shape and key.device == flat_index.device
+            and _cache["n_table"] == (n_table, per_row) and torch.equal(key, flat_index)):
+        return _cache["structure"]
+    structure = _transposed_structure(flat_index, n_rows, n_table, per_row)
+    _cache.update(index=flat_index.clone(), n_table=(n_table, per_row), structure=structure)
+    return structure
+
+
+class _WeightedRowSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(table, index, weights)
+        return F.embedding_bag(index, table, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None]:
+        table, index, weights = ctx.saved_tensors
+        n, j = index.shape
+        flat = index.reshape(-1)
+        grad = grad.contiguous()
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            crow, col, order = _structure(flat, n, table.shape[0], j)
+            wt = _csr(crow, col, weights.reshape(-1)[order], (table.shape[0], n))
+            grad_table = wt @ grad
+        if ctx.needs_input_grad[2]:
+            crow_n = torch.arange(0, n * j + 1, j, device=index.device)
+            pattern = _csr(crow_n, flat, torch.zeros(n * j, dtype=grad.dtype, device=grad.device),
+                           (n, table.shape[0]))
+            grad_weights = torch.sparse.sampled_addmm(pattern, grad, table.t(), beta=0.0).values().view(n, j)
+        return grad_table, None, grad_weights
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.n_table = table.shape[0]
+        return F.embedding(index, table)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        d = grad.shape[-1]
+        out = torch.zeros(ctx.n_table, d, dtype=grad.dtype, device=grad.device)
+        return out.index_add_(0, index.reshape(-1), grad.reshape(-1, d)), None
+
+
+def weighted_row_sum(table: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``out[n] = sum_j weights[n, j] * table[index[n, j]]``: ``table [R, d]``, ``index, weights [N, J]``
+    -> ``[N, d]``."""
+    if enabled(table) and (table.requires_grad or weights.requires_grad) and torch.is_grad_enabled():
+        return _WeightedRowSum.apply(table, index, weights)
+    return F.embedding_bag(index, table, mode="sum", per_sample_weights=weights)
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]``: ``table [R, d]``, ``index [...]`` -> ``[..., d]``."""
+    if enabled(table) and table.requires_grad and torch.is_grad_enabled():
+        return _GatherRows.apply(table, index)
+    return F.embedding(index, table)
+

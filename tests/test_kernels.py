@@ -1,0 +1,87 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grokkit.models import kernels
+from grokkit.runtime import tune_allocator
+
+
+def _bag_inputs(seed, n=50, j=6, r=13, d=5, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(r, d, generator=g, dtype=dtype, requires_grad=True)
+    index = torch.randint(0, r, (n, j), generator=g)
+    index[:, 0] = 3  # repeated rows, as the constant tokens of a task give
+    weights = torch.rand(n, j, generator=g, dtype=dtype, requires_grad=True)
+    return table, index, weights, torch.randn(n, d, generator=g, dtype=dtype)
+
+
+def test_weighted_row_sum_equals_embedding_bag_values_and_gradients():
+    for seed in range(3):  # the second call with another index must not reuse the first one's cached structure
+        table, index, weights, grad = _bag_inputs(seed)
+        out = kernels.weighted_row_sum(table, index, weights)
+        got = torch.autograd.grad(out, (table, weights), grad)
+        ref_out = F.embedding_bag(index, table, mode="sum", per_sample_weights=weights)
+        want = torch.autograd.grad(ref_out, (table, weights), grad)
+        torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert out.grad_fn is not None and "WeightedRowSum" in type(out.grad_fn).__name__
+
+
+def test_weighted_row_sum_reuses_the_structure_only_for_the_same_index():
+    table, index, weights, grad = _bag_inputs(0)
+    torch.autograd.grad(kernels.weighted_row_sum(table, index, weights), (table,), grad)
+    first = kernels._cache["structure"]
+    torch.autograd.grad(kernels.weighted_row_sum(table, index.clone(), weights), (table,), grad)
+    assert kernels._cache["structure"] is first  # same values: one sort serves every step
+    other = index.flip(0)
+    got = torch.autograd.grad(kernels.weighted_row_sum(table, other, weights), (table,), grad)[0]
+    assert kernels._cache["structure"] is not first
+    want = torch.autograd.grad(F.embedding_bag(other, table, mode="sum", per_sample_weights=weights), (table,), grad)
+    torch.testing.assert_close(got, want[0], rtol=1e-12, atol=1e-12)
+
+
+def test_gather_rows_equals_embedding():
+    g = torch.Generator().manual_seed(1)
+    table = torch.randn(9, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 9, (3, 7, 2), generator=g)
+    grad = torch.randn(3, 7, 2, 4, generator=g, dtype=torch.float64)
+    out = kernels.gather_rows(table, index)
+    torch.testing.assert_close(out, F.embedding(index, table))
+    got = torch.autograd.grad(out, table, grad)[0]
+    want = torch.autograd.grad(F.embedding(index, table), table, grad)[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_switched_off_or_without_gradients_the_builtin_ops_run(monkeypatch):
+    table, index, weights, _ = _bag_inputs(0)
+    monkeypatch.setenv("GROKKIT_FAST_KERNELS", "0")
+    assert "EmbeddingBag" in type(kernels.weighted_row_sum(table, index, weights).grad_fn).__name__
+    monkeypatch.delenv("GROKKIT_FAST_KERNELS")
+    with torch.no_grad():
+        assert kernels.weighted_row_sum(table, index, weights).grad_fn is None
+
+
+def test_allocator_tuning_is_idempotent():
+    first = tune_allocator()
+    assert tune_allocator() is first
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernels_in_the_model_match_the_builtin_ops(monkeypatch, dtype):
+    from grokkit.models import EnsembleTransformer, TransformerShape
+    from grokkit.tasks import ModularTask, Vocabulary, stack_members
+
+    vocab = Vocabulary(23, (23,))
+    model = EnsembleTransformer(TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=32, n_heads=4, d_head=8,
+                                                 d_mlp=64), [0, 1]).to(dtype)
+    tokens = stack_members([ModularTask("add", 23).split(vocab, 0.3, s).train for s in range(2)]).tokens
+    grads = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GROKKIT_FAST_KERNELS", flag)
+        model.zero_grad()
+        (model(tokens, [2, 3]) ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    tol = 1e-5 if dtype == torch.float32 else 1e-12  # float32: sums run in another order
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.abs().max()))
