@@ -28,7 +28,7 @@ from grokkit.tasks import POSITIONS, EnsembleExamples
 
 FINAL = POSITIONS["final"]
 #: Rows (examples x scored positions) per member chunk on CPU: the activations of a chunk stay in cache.
-CPU_CHUNK_ROWS = 16384
+CPU_CHUNK_ROWS = 8192
 
 
 @dataclass
