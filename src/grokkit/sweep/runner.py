@@ -6,13 +6,17 @@ Layout of a sweep directory::
     DIR/sweep.yaml            the resolved sweep spec (for the record; a later, different spec may extend the sweep)
     DIR/requires/NAME/        runs the trials depend on (e.g. a teacher), trained first
     DIR/groups/GROUP/         a packed ensemble while it trains (its checkpoint lets a killed sweep resume)
+    DIR/groups/GROUP.attempts.jsonl  one line per start of that group (pid, host, whether it resumed)
     DIR/trials/TRIAL/         one run directory per trial (the run-directory contract), or error.json if it failed
     DIR/results.parquet       one row per trial: flattened config, outcome, wall-clock
     DIR/.sweep.lock           held while a sweep runs; a second sweep on DIR is refused
 
 A trial is done when its directory holds ``summary.json`` for the same config; re-running the sweep skips it. Trials
 that failed (``error.json``) are tried again. Groups are exploded into trial directories only when the whole group has
-finished, so a group is either done or resumed from its checkpoint.
+finished, so a group is either done or resumed from its checkpoint. A group started again (a resumed sweep, or Ray
+retrying a task whose worker or node died) resumes from its last checkpoint and rewrites its trials' directories whole;
+each trial's ``summary.json`` records how many times its group was started (``sweep.attempts``) and whether the
+last start resumed a checkpoint (``sweep.resumed``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from grokkit.config import MemberConfig, RunConfig, parse_config
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
 
 LOCK_FILE = ".sweep.lock"
+#: Ray executor: how often Ray re-runs a group whose worker process or node died (a system failure; a group's own
+#: errors are caught in :func:`run_group` and never retried). The retry resumes from the group's last checkpoint.
+RAY_MAX_RETRIES = 3
 #: Member-level settings: trials that differ only in these are packed into one ensemble.
 PACKABLE = {
     "seed": ("seeds",),
@@ -176,6 +183,7 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
         torch.set_num_threads(threads)
     group_dir = sweep_dir / "groups" / group.id
     try:
+        _record_attempt(group_dir)
         summary = run(group.config, group_dir, progress=False, log=lambda msg: None)
         explode(group, group_dir, sweep_dir, summary)
     except Exception as err:  # noqa: BLE001 - isolate the failure to this group's trials
@@ -185,7 +193,37 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
             _write_error(sweep_dir, t, message, tb)
         return {t.id: f"error: {message}" for t in group.trials}
     shutil.rmtree(group_dir, ignore_errors=True)
+    _attempts_file(group_dir).unlink(missing_ok=True)
     return {t.id: "failed" if m["failed"] else "ok" for t, m in zip(group.trials, summary["members"])}
+
+
+def _attempts_file(group_dir: Path) -> Path:
+    return group_dir.with_name(group_dir.name + ".attempts.jsonl")  # beside the run directory, which must stay clean
+
+
+def _record_attempt(group_dir: Path) -> None:
+    """Append one line for this start of the group: which process, where, and whether it resumes a checkpoint."""
+    import socket
+
+    path = _attempts_file(group_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
+                       "resumed": (group_dir / CHECKPOINT_FILE).exists()})
+    with open(path, "a") as f:  # one short write per start; a torn last line is skipped by _attempts
+        f.write(line + "\n")
+
+
+def _attempts(group_dir: Path) -> list[dict[str, Any]]:
+    path = _attempts_file(group_dir)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
 
 
 def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, Any]) -> None:
@@ -203,6 +241,8 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
     model, vocab, meta = load_model(group_dir / MODEL_FILE)
     params = dict(model.named_parameters())
     k = len(group.trials)
+    starts = _attempts(group_dir)
+    attempts, resumed = max(1, len(starts)), bool(starts and starts[-1]["resumed"])
     for i, trial in enumerate(group.trials):
         d = trial_dir(sweep_dir, trial)
         d.mkdir(parents=True, exist_ok=True)
@@ -225,7 +265,8 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
         s.update(name=cfg.name, train_fraction=cfg.task.train_fraction, members=[summary["members"][i]],
                  wall_seconds=round(summary["wall_seconds"] / k, 3),
                  sweep={"trial": trial.id, "coords": trial.coords, "group": group.id, "pack_size": k, "index": i,
-                        "group_wall_seconds": summary["wall_seconds"]})
+                        "group_wall_seconds": summary["wall_seconds"], "attempts": attempts,
+                        "resumed": resumed})
         atomic_write_text(d / "summary.json", json.dumps(s, indent=2))
 
 
@@ -296,7 +337,10 @@ def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: s
         started = True
     try:
         threads = max(1, int(cpus_per_group))
-        task = ray.remote(num_cpus=cpus_per_group)(_run_group_payload)
+        # A worker or node that dies mid-group is a system failure: Ray re-runs the task (on any node), and the
+        # group resumes from its last checkpoint in the shared sweep directory.
+        task = ray.remote(num_cpus=cpus_per_group, max_retries=RAY_MAX_RETRIES,
+                          retry_exceptions=False)(_run_group_payload)
         pending = {task.remote(_payload(g), str(sweep_dir.resolve()), threads): g for g in groups}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -304,7 +348,7 @@ def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: s
                 g = pending.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - a lost worker: record and go on
+                except Exception as err:  # noqa: BLE001 - lost RAY_MAX_RETRIES + 1 times: record and go on
                     outcome = {t.id: f"error: {type(err).__name__}: {err}" for t in g.trials}
                     for t in g.trials:
                         _write_error(sweep_dir, t, outcome[t.id], "")
