@@ -41,8 +41,8 @@ def build_trainer(members: int, device: str, positions: str) -> Trainer:
     return Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=lambda m: None)
 
 
-def time_steps(trainer: Trainer, steps: int, device: str) -> dict[str, float]:
-    """Median seconds of ``steps`` optimiser steps -> model-steps per second."""
+def step_times(trainer: Trainer, steps: int, device: str) -> list[float]:
+    """Seconds of each of ``steps`` optimiser steps."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for _ in range(steps):
@@ -51,13 +51,7 @@ def time_steps(trainer: Trainer, steps: int, device: str) -> dict[str, float]:
         trainer.train_step()
         sync()
         times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    k = len(trainer.seeds)
-    out = {"members": k, "median_step_ms": median * 1e3, "model_steps_per_s": k / median,
-           "member_chunk": trainer.chunk}
-    if device.startswith("cuda"):
-        out["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
+    return times
 
 
 def bench_reference(script: Path, steps: int, threads: int) -> dict[str, float]:
@@ -91,11 +85,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--positions", choices=["final", "operator+final"], default="final")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--blocks", type=int, default=6, help="alternations of the K values within a round")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, object] = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
-                                  "positions": args.positions, "rounds": args.rounds, "machine": machine(args.device)}
+                                  "positions": args.positions, "rounds": args.rounds, "blocks": args.blocks,
+                                  "machine": machine(args.device)}
     # Rounds interleave the reference and grokkit (trainers built and warmed up once) so that drift of a shared
     # machine hits all alike; the ratio of each round is reported and the median taken.
     trainers = {k: build_trainer(k, args.device, args.positions) for k in args.members}
@@ -108,17 +104,22 @@ def main() -> None:
         if not args.no_reference:
             entry["reference_steps_per_s"] = bench_reference(args.reference, max(args.steps, 50),
                                                              args.threads)["steps_per_s"]
+        # K values alternate in short blocks within the round, so that a slow spell of a shared machine hits every K
+        # alike; about the same number of model-steps per K, medians of the step times
+        times: dict[int, list[float]] = {k: [] for k in trainers}
+        for _ in range(args.blocks):
+            for k, trainer in trainers.items():
+                times[k] += step_times(trainer, max(1, args.steps // (k * args.blocks)), args.device)
         for k, trainer in trainers.items():
+            median = statistics.median(times[k])
+            entry[f"K{k}_model_steps_per_s"] = k / median
+            entry[f"K{k}_member_chunk"] = trainer.chunk
+            if "reference_steps_per_s" in entry:
+                entry[f"K{k}_ratio"] = k / median / float(entry["reference_steps_per_s"])
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            # about the same number of model-steps for every K, so each K sees the machine for a similar time
-            g = time_steps(trainer, max(5, args.steps // k), args.device)
-            if "peak_memory_mib" in g:
-                entry[f"K{k}_peak_memory_mib"] = g["peak_memory_mib"]
-            entry[f"K{k}_model_steps_per_s"] = g["model_steps_per_s"]
-            entry[f"K{k}_member_chunk"] = g["member_chunk"]
-            if "reference_steps_per_s" in entry:
-                entry[f"K{k}_ratio"] = g["model_steps_per_s"] / float(entry["reference_steps_per_s"])
+                step_times(trainer, 2, args.device)
+                entry[f"K{k}_peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
         print(json.dumps(entry), flush=True)
         per_round.append(entry)
     results["per_round"] = per_round

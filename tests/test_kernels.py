@@ -85,3 +85,25 @@ def test_kernels_in_the_model_match_the_builtin_ops(monkeypatch, dtype):
     tol = 1e-5 if dtype == torch.float32 else 1e-12  # float32: sums run in another order
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 3])
+def test_relu_mlp_equals_the_plain_computation(dtype, k):
+    g = torch.Generator().manual_seed(k)
+    n, d, m = 40, 8, 16
+
+    def t(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype, requires_grad=True)
+
+    x, w_in, b_in, w_out, b_out = t(k, n, d), t(k, d, m), t(k, m), t(k, m, d), t(k, d)
+    grad = torch.randn(k, n, d, generator=g, dtype=dtype)
+    out = kernels.relu_mlp(x, w_in, b_in, w_out, b_out)
+    ref = torch.baddbmm(b_out.unsqueeze(1), torch.relu(torch.baddbmm(b_in.unsqueeze(1), x, w_in)), w_out)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(torch.autograd.grad(out, (x, w_in, b_in, w_out, b_out), grad),
+                    torch.autograd.grad(ref, (x, w_in, b_in, w_out, b_out), grad)):
+        torch.testing.assert_close(a, b)
+    members = [type(f).__name__ for f, _ in out.grad_fn.next_functions if f is not None]
+    fused = dtype == torch.float32 and kernels.fused_linear_available()  # oneDNN's path: one call per member
+    assert (members.count("_ReluMLPBackward") == k) == fused, members

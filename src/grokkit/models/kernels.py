@@ -1,4 +1,4 @@
-"""Gathers and weighted row sums with fast backward passes on the CPU.
+"""CPU kernels for the models' fast paths: gathers and weighted row sums with fast backward passes, and the MLP.
 
 The fast forward paths of the models read tables by index: a one-layer transformer's attention output is a sum of
 rows of an OV table weighted by the attention pattern, its attention scores and residual stream are rows of tables
@@ -13,6 +13,10 @@ with the table's gradient as one sparse-times-dense product (a CSR matrix of the
 indices, times the output gradient) and the weights' gradient as a sampled dense product (``sampled_addmm``, the rows'
 dot products with the output gradient only where the index points). Results agree with the built-in ops to float
 rounding (tests). On other devices, and when the tensors need no gradient, the built-in ops are used.
+
+:func:`relu_mlp` is a transformer block's MLP with oneDNN's fused bias + ReLU linear for the first layer (no separate
+passes over the hidden activations for the bias and the ReLU; its backward applies the ReLU's mask in place); the
+same values as the plain computation, bit for bit in the tests.
 
 ``GROKKIT_FAST_KERNELS=0`` in the environment turns these off (the built-in ops everywhere), for comparisons.
 """
@@ -119,3 +123,54 @@ def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return _GatherRows.apply(table, index)
     return F.embedding(index, table)
 
+
+
+def _fused_linear_available() -> bool:
+    try:
+        x = torch.ones(1, 1)
+        torch.ops.mkldnn._linear_pointwise(x, x, x.view(1), "relu", [], "")
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_FUSED_LINEAR: bool | None = None
+
+
+def fused_linear_available() -> bool:
+    """Whether oneDNN's linear with a fused ReLU (``torch.ops.mkldnn._linear_pointwise``) runs in this build."""
+    global _FUSED_LINEAR
+    if _FUSED_LINEAR is None:
+        _FUSED_LINEAR = _fused_linear_available()
+    return _FUSED_LINEAR
+
+
+class _ReluMLP(torch.autograd.Function):
+    """One member's ``relu(x @ w_in + b_in) @ w_out + b_out`` with oneDNN's fused bias + ReLU in the forward pass and
+    the ReLU's mask applied in place in the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
+                b_out: torch.Tensor) -> torch.Tensor:
+        hidden = torch.ops.mkldnn._linear_pointwise(x, w_in.t(), b_in, "relu", [], "")
+        ctx.save_for_backward(x, w_in, w_out, hidden)
+        return torch.addmm(b_out, hidden, w_out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, w_in, w_out, hidden = ctx.saved_tensors
+        grad_hidden = grad @ w_out.t()
+        grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_hidden, hidden, 0, grad_input=grad_hidden)
+        return (grad_pre @ w_in.t(), x.t() @ grad_pre, grad_pre.sum(0), hidden.t() @ grad, grad.sum(0))
+
+
+def relu_mlp(x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
+             b_out: torch.Tensor) -> torch.Tensor:
+    """``relu(x @ w_in + b_in) @ w_out + b_out`` per member: ``x [K, N, d]``, ``w_in [K, d, m]``, ``b_in [K, m]``,
+    ``w_out [K, m, d]``, ``b_out [K, d]`` -> ``[K, N, d]``. On the CPU in float32, each member's first layer is one
+    oneDNN call with the bias and ReLU fused into the matrix product (no separate passes over the hidden layer)."""
+    if enabled(x) and x.dtype == torch.float32 and fused_linear_available():
+        outs = [_ReluMLP.apply(x[i], w_in[i], b_in[i], w_out[i], b_out[i]) for i in range(x.shape[0])]
+        return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
+    hidden = torch.relu(torch.baddbmm(b_in.unsqueeze(1), x, w_in))
+    return torch.baddbmm(b_out.unsqueeze(1), hidden, w_out)

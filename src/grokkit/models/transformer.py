@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokkit.models.kernels import gather_rows, weighted_row_sum
+from grokkit.models.kernels import gather_rows, relu_mlp, weighted_row_sum
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,9 @@ class MLP(nn.Module):
         self.act = _ACTIVATIONS[s.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act is torch.relu:
+            k, i = x.shape[0], x.shape[-1]
+            return relu_mlp(x.reshape(k, -1, i), self.W_in, self.b_in, self.W_out, self.b_out).view(x.shape)
         return _bmm(self.act(_bmm(x, self.W_in, self.b_in)), self.W_out, self.b_out)
 
 
