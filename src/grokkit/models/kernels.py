@@ -128,9 +128,9 @@ def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _fused_linear_available() -> bool:
     try:
         x = torch.ones(1, 1)
-        torch.ops.mkldnn._linear_pointwise(x, x, x.view(1), "relu", [], "")
-        return True
-    except (AttributeError, RuntimeError):
+        out = torch.ops.mkldnn._linear_pointwise(x, x * 2, x.view(1) * -3, "relu", [], "")
+        return bool(out.item() == 0.0)  # relu(1 * 2 - 3) = 0: the op exists and fuses what it says
+    except (AttributeError, RuntimeError, TypeError):  # a build without oneDNN, or a changed private signature
         return False
 
 
