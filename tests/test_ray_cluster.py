@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 pytest.importorskip("ray")
+from grokkit.sweep.runner import ATTEMPTS_DIR  # noqa: E402
 from ray_loopback import SECOND_NODE_MARK, LoopbackCluster, ray_cli  # noqa: E402
 
 pytestmark = [
@@ -141,10 +142,10 @@ def _second_node_worker(pid: int) -> bool:
 def _kill_a_second_node_group(out: Path, proc: subprocess.Popen, deadline: float) -> tuple[str, int]:
     """Wait until a group running on the second node has written a checkpoint (and not finished), then SIGKILL the
     worker running it. Returns (group id, pid)."""
-    groups = out / "groups"
+    groups, starts = out / "groups", out / ATTEMPTS_DIR
     while time.monotonic() < deadline and proc.poll() is None:
-        for attempts in sorted(groups.glob("*.attempts.jsonl")) if groups.exists() else []:
-            gid = attempts.name.removesuffix(".attempts.jsonl")
+        for attempts in sorted(starts.glob("*.jsonl")) if starts.exists() else []:
+            gid = attempts.name.removesuffix(".jsonl")
             lines = attempts.read_text().splitlines()
             if len(lines) != 1 or not lines[0].endswith("}"):
                 continue

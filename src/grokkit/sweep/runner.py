@@ -6,7 +6,7 @@ Layout of a sweep directory::
     DIR/sweep.yaml            the resolved sweep spec (for the record; a later, different spec may extend the sweep)
     DIR/requires/NAME/        runs the trials depend on (e.g. a teacher), trained first
     DIR/groups/GROUP/         a packed ensemble while it trains (its checkpoint lets a killed sweep resume)
-    DIR/groups/GROUP.attempts.jsonl  one line per start of that group (pid, host, whether it resumed)
+    DIR/.attempts/GROUP.jsonl one line per start of that group (pid, host, whether it resumed); removed when it is done
     DIR/trials/TRIAL/         one run directory per trial (the run-directory contract), or error.json if it failed
     DIR/results.parquet       one row per trial: flattened config, outcome, wall-clock
     DIR/.sweep.lock           held while a sweep runs; a second sweep on DIR is refused
@@ -21,6 +21,7 @@ last start resumed a checkpoint (``sweep.resumed``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from grokkit.config import MemberConfig, RunConfig, parse_config
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
 
 LOCK_FILE = ".sweep.lock"
+ATTEMPTS_DIR = ".attempts"
 #: Ray executor: how often Ray re-runs a group whose worker process or node died (a system failure; a group's own
 #: errors are caught in :func:`run_group` and never retried). The retry resumes from the group's last checkpoint.
 RAY_MAX_RETRIES = 3
@@ -193,12 +195,17 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
             _write_error(sweep_dir, t, message, tb)
         return {t.id: f"error: {message}" for t in group.trials}
     shutil.rmtree(group_dir, ignore_errors=True)
-    _attempts_file(group_dir).unlink(missing_ok=True)
+    attempts = _attempts_file(group_dir)
+    attempts.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the last group out removes the folder; others may still be writing there
+        attempts.parent.rmdir()
     return {t.id: "failed" if m["failed"] else "ok" for t, m in zip(group.trials, summary["members"])}
 
 
 def _attempts_file(group_dir: Path) -> Path:
-    return group_dir.with_name(group_dir.name + ".attempts.jsonl")  # beside the run directory, which must stay clean
+    # outside groups/ (which holds only the groups' run directories) and outside the run directory (which must hold
+    # nothing but a run)
+    return group_dir.parent.parent / ATTEMPTS_DIR / f"{group_dir.name}.jsonl"
 
 
 def _record_attempt(group_dir: Path) -> None:
