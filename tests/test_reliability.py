@@ -1,0 +1,111 @@
+"""Reliability cases a user hits (issue 15): a second run on a directory in use, an empty or non-mapping config, a
+full disk, metrics on disk while training, the joint recipe's default position, and first impressions (a report for
+the demo's directory, tables readable in a log file, loss and weight-norm panels, plain ``--help``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from grokkit.api import RUN_LOCK_FILE, RunError, run, run_lock
+from grokkit.cli import app
+from grokkit.config import parse_config
+from grokkit.engine import Trainer
+from helpers import tiny_config
+
+runner = CliRunner()
+
+
+def _write(tmp_path: Path, cfg: object, name: str = "cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _listing(d: Path) -> dict[str, int]:
+    return {str(p.relative_to(d)): p.stat().st_mtime_ns for p in d.rglob("*")}
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------------------------------------ 1. run lock
+def test_a_second_run_on_a_directory_in_use_is_refused_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    path = _write(tmp_path, tiny_config(seeds=[0]))
+    # another process holds the run directory's lock, as a `grokkit run` does while it trains
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+         "lock.acquire(); print('held', flush=True); sys.stdin.read()", str(out / RUN_LOCK_FILE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = _listing(out)
+        result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "in use by another grokkit run" in result.output
+        assert _listing(out) == before  # nothing written
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])  # the holder has gone: it runs
+    assert result.exit_code == 0, result.output
+    assert (out / "summary.json").exists() and not (out / RUN_LOCK_FILE).exists()
+
+
+def test_run_lock_is_reentrant_for_its_holder_and_refuses_other_threads(tmp_path):
+    out = tmp_path / "staged"
+    seen: list[str] = []
+
+    def other_thread() -> None:
+        try:
+            with run_lock(out):
+                seen.append("acquired")
+        except RunError as err:
+            seen.append(str(err))
+
+    with run_lock(out):
+        with run_lock(out):  # a stage of a staged recipe taking the lock again: no deadlock
+            assert (out / RUN_LOCK_FILE).exists()
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join(timeout=30)
+        assert len(seen) == 1 and "in use by another grokkit run" in seen[0]
+    assert not (out / RUN_LOCK_FILE).exists()
+    other_thread()
+    assert seen[-1] == "acquired"
+
+
+def test_a_run_holds_its_lock_while_training(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    original = Trainer.train_step
+    refused: list[str] = []
+    started: list[bool] = []
+
+    def step(self: Trainer):
+        if self.step == 5 and not started:  # mid-run: a second run from another thread is refused
+            started.append(True)
+            t = threading.Thread(target=lambda: _try_run(out, refused))
+            t.start()
+            t.join(timeout=60)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    run(parse_config(tiny_config(seeds=[0])), out, progress=False, log=quiet)
+    assert len(refused) == 1 and "in use by another grokkit run" in refused[0]
+
+
+def _try_run(out: Path, refused: list[str]) -> None:
+    try:
+        run(parse_config(tiny_config(seeds=[0])), out, progress=False, log=quiet)
+        refused.append("ran")
+    except RunError as err:
+        refused.append(str(err))
