@@ -9,12 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from grokkit.api import RUN_LOCK_FILE, RunError, run, run_lock
 from grokkit.cli import app
-from grokkit.config import parse_config
+from grokkit.config import ConfigError, load_config, parse_config
 from grokkit.engine import Trainer
 from helpers import tiny_config
 
@@ -109,3 +110,20 @@ def _try_run(out: Path, refused: list[str]) -> None:
         refused.append("ran")
     except RunError as err:
         refused.append(str(err))
+
+
+# ------------------------------------------------------------------------------------------------ 2. empty config
+@pytest.mark.parametrize("text,needle", [("", "is empty"), ("# nothing but a comment\n", "is empty"),
+                                         ("- 1\n- 2\n", "must be a mapping"), ("3\n", "must be a mapping"),
+                                         ("just a string\n", "must be a mapping")])
+def test_empty_or_non_mapping_config_is_an_error_and_nothing_is_written(tmp_path, text, needle):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+    with pytest.raises(ConfigError, match=needle):  # overrides do not turn it into an all-defaults run either
+        load_config(path, ["training.steps=10"])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 2 and needle in result.output
+    assert not out.exists()

@@ -506,7 +506,10 @@ def load_spec(path: str | Path, model: type[_M], what: str, error: type[ValueErr
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     data = read_yaml(path)
-    data = data if data is not None else {}
-    if isinstance(data, dict):
-        data = apply_overrides(data, overrides or [])
-    return parse_config(data, str(path))
+    if data is None:
+        raise ConfigError(f"config file {path} is empty (no YAML content): a config is a mapping of settings, "
+                          "e.g. configs/smoke.yaml; nothing was run")
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: the top level must be a mapping (`key: value` lines), "
+                          f"got a {type(data).__name__}")
+    return parse_config(apply_overrides(data, overrides or []), str(path))
