@@ -4,6 +4,7 @@ the demo's directory, tables readable in a log file, loss and weight-norm panels
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import threading
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 from grokkit.api import RUN_LOCK_FILE, RunError, run, run_lock
+from grokkit.checkpoint import CHECKPOINT_FILE, DiskFullError, atomic_write, atomic_write_text, load_checkpoint
 from grokkit.cli import app
 from grokkit.config import ConfigError, load_config, parse_config
 from grokkit.engine import Trainer
@@ -127,3 +130,61 @@ def test_empty_or_non_mapping_config_is_an_error_and_nothing_is_written(tmp_path
     result = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert result.exit_code == 2 and needle in result.output
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ 3. disk full
+SAFETENSORS_FULL = ('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on '
+                    'device" })')
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), SafetensorError(SAFETENSORS_FULL)],
+                         ids=["oserror", "safetensors"])
+def test_atomic_write_on_a_full_disk_keeps_the_previous_file(tmp_path, error):
+    target = tmp_path / "x.txt"
+    atomic_write_text(target, "previous")
+
+    def fill_disk(p: Path) -> None:
+        p.write_text("half a fi")
+        raise error
+
+    with pytest.raises(DiskFullError, match=r"no space left on device writing .*x\.txt; the previous x\.txt is intact"):
+        atomic_write(target, fill_disk)
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]  # no temporary file left behind
+    with pytest.raises(DiskFullError, match="new.txt was not written"):
+        atomic_write(tmp_path / "new.txt", fill_disk)
+    with pytest.raises(ValueError, match="not a disk problem"):  # other errors pass through unchanged
+
+        def other(p: Path) -> None:
+            raise ValueError("not a disk problem")
+
+        atomic_write(target, other)
+
+
+def test_disk_full_at_a_checkpoint_is_a_clear_error_and_the_previous_checkpoint_survives(tmp_path, monkeypatch):
+    import grokkit.checkpoint as ck
+
+    out = tmp_path / "run"
+    path = _write(tmp_path, tiny_config(seeds=[0]))
+    original = ck.save_file
+    seen: dict[str, bytes] = {}
+
+    def save_file(tensors, filename, metadata=None):
+        if (out / CHECKPOINT_FILE).exists():  # the second checkpoint: the disk is full
+            seen["before"] = (out / CHECKPOINT_FILE).read_bytes()
+            Path(filename).write_bytes(b"partial")
+            raise SafetensorError(SAFETENSORS_FULL)
+        return original(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(ck, "save_file", save_file)
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "SafetensorError" not in result.output
+    assert "no space left on device writing" in result.output and "checkpoint.safetensors is intact" in result.output
+    assert (out / CHECKPOINT_FILE).read_bytes() == seen["before"]
+    load_checkpoint(out / CHECKPOINT_FILE)  # still a valid checkpoint
+    assert not list(out.glob(".*.tmp")) and not (out / RUN_LOCK_FILE).exists()
+    monkeypatch.setattr(ck, "save_file", original)
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])  # space freed: it resumes and finishes
+    assert result.exit_code == 0, result.output
+    assert (out / "summary.json").exists()
