@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from safetensors import SafetensorError
@@ -188,3 +189,30 @@ def test_disk_full_at_a_checkpoint_is_a_clear_error_and_the_previous_checkpoint_
     result = runner.invoke(app, ["run", str(path), "--out", str(out)])  # space freed: it resumes and finishes
     assert result.exit_code == 0, result.output
     assert (out / "summary.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ 4. metrics on disk
+def test_metrics_csv_is_on_disk_while_training_and_a_resumed_run_ends_with_the_same_file(tmp_path, monkeypatch):
+    cfg = parse_config(tiny_config(training__batch_size=32))  # eval and checkpoint every 20 steps of 60
+    run(cfg, tmp_path / "full", progress=False, log=quiet)
+    full = pd.read_csv(tmp_path / "full" / "metrics.csv")
+
+    original = Trainer.train_step
+    calls = {"n": 0}
+
+    def crashing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 47:  # last checkpoint was at step 40
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "killed", progress=False, log=quiet)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    so_far = pd.read_csv(tmp_path / "killed" / "metrics.csv")
+    assert sorted(so_far.step.unique()) == [0, 20, 40]
+    pd.testing.assert_frame_equal(so_far, full[full.step <= 40].reset_index(drop=True))
+    monkeypatch.setattr(Trainer, "train_step", original)
+    run(cfg, tmp_path / "killed", progress=False, log=quiet)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"), full)

@@ -198,6 +198,8 @@ def _train(cfg: RunConfig, setup: Setup, out_path: Path | None, state: str, prog
         if state == "resume":
             trainer.load_checkpoint(out_path / CHECKPOINT_FILE)
             log(f"resuming {out_path} from step {trainer.step}")
+            write_metrics(out_path, trainer.rows)  # the rows the checkpoint holds
+        trainer.on_checkpoint = lambda t: write_metrics(out_path, t.rows)  # progress on disk while training
     show = cfg.training.progress if progress is None else progress
     bar = _progress_bar(show and sys.stderr.isatty())
     callbacks: list[Callable[[Trainer], None]] = []
@@ -270,9 +272,15 @@ def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=METRIC_COLUMNS + extra)
 
 
-def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
-    metrics = metrics_frame(result.rows)
+def write_metrics(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """(Re)write ``out/metrics.csv`` atomically from ``rows``: at each checkpoint while training, and at the end."""
+    metrics = metrics_frame(rows)
     atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    return metrics
+
+
+def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
+    metrics = write_metrics(out, result.rows)
     save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
     if len(metrics):
         data = (f"{'/'.join(f'{t.train_fraction:.0%}' for t in cfg.all_tasks())} of pairs" if cfg.task.is_modular
