@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from grokkit.api import RUN_LOCK_FILE, RunError, run, run_lock
 from grokkit.checkpoint import CHECKPOINT_FILE, DiskFullError, atomic_write, atomic_write_text, load_checkpoint
 from grokkit.cli import app
-from grokkit.config import ConfigError, load_config, parse_config
+from grokkit.config import ConfigError, JointConfig, load_config, parse_config
 from grokkit.engine import Trainer
 from helpers import tiny_config
 
@@ -216,3 +216,17 @@ def test_metrics_csv_is_on_disk_while_training_and_a_resumed_run_ends_with_the_s
     monkeypatch.setattr(Trainer, "train_step", original)
     run(cfg, tmp_path / "killed", progress=False, log=quiet)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"), full)
+
+
+# ------------------------------------------------------------------------------------------------ 5. joint default
+def test_joint_distillation_defaults_to_the_final_position():
+    from grokkit.recipes import joint
+
+    assert JointConfig().position == "final"
+    assert JointConfig.model_fields["position"].description  # documented in the config
+    assert "defaults to the final position" in " ".join((joint.__doc__ or "").split())
+    cfg = parse_config(tiny_config(recipe="joint", tasks=[{"op": "add", "modulus": 17, "train_fraction": 0.5},
+                                                          {"op": "add", "modulus": 13, "train_fraction": 0.5}],
+                                   vocab={"n_numbers": 17, "moduli": [13, 17]},
+                                   joint={"mode": "distill", "teachers": ["a", "b"]}))
+    assert cfg.joint is not None and cfg.joint.position == "final"

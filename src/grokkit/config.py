@@ -235,7 +235,10 @@ class JointConfig(_Strict):
     teacher_member: int | Literal["matched"] = Field(0, description="see distill.teacher_member")
     alpha: float = Field(1.0, ge=0, le=1, description="distill mode: 1 = distillation only (the paper's)")
     temperature: float = Field(2.0, gt=0)
-    position: Literal["operator", "final"] = "operator"
+    position: Literal["operator", "final"] = Field(
+        "final", description="distill mode: the position the teachers' outputs are distilled at. final (the default): "
+        "the answer's position, which with alpha = 1 (no labels) must be taught by someone; operator: the paper's "
+        "choice for the distill recipe, for the mixed (alpha < 1) case")
 
 
 class ContinualConfig(_Strict):
