@@ -4,7 +4,9 @@ the demo's directory, tables readable in a log file, loss and weight-norm panels
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import subprocess
 import sys
 import threading
@@ -230,3 +232,70 @@ def test_joint_distillation_defaults_to_the_final_position():
                                    vocab={"n_numbers": 17, "moduli": [13, 17]},
                                    joint={"mode": "distill", "teachers": ["a", "b"]}))
     assert cfg.joint is not None and cfg.joint.position == "final"
+
+
+# ------------------------------------------------------------------------------------------------ 7. first impressions
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo pipeline on tiny configs, its console output captured as a log file would capture it."""
+    from grokkit.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    vocab = {"n_numbers": 17, "moduli": [13, 17]}
+    teacher = parse_config(tiny_config(seeds=[0], vocab=vocab, task__train_fraction=0.6))
+    distill = parse_config(tiny_config(recipe="distill", seeds=[0, 1], vocab=vocab, task__modulus=13,
+                                       distill={"teacher": "unused", "temperature": 8.0}))
+    scratch = parse_config(tiny_config(seeds=[0, 1], vocab=vocab, task__modulus=13))
+    log = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", "80")  # what rich assumes off a terminal
+        with contextlib.redirect_stderr(log):
+            run_demo(out, progress=False, configs=(teacher, distill, scratch), student_steps=40)
+    return out, log.getvalue()
+
+
+def test_demo_table_is_readable_in_a_log_file(demo):
+    _, log = demo
+    assert "…" not in log
+    header = next(line for line in log.splitlines() if "seed" in line and "group" in line)
+    for column in ("group", "seed", "steps_to_generalize", "final_test_acc", "final_train_acc", "steps"):
+        assert column in header
+
+
+def test_report_of_the_demo_directory_covers_its_three_runs(demo):
+    out, _ = demo
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "3 runs (distill, scratch, teacher)" in page and page.count("<h2>Run ") == 3
+    assert "<b>distill</b>" in page and "headline.md" in page and "comparison.png" in page
+
+
+def test_report_of_a_folder_without_runs_is_still_refused(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "folder of finished runs" in result.output
+
+
+def test_run_report_has_loss_on_a_log_scale_and_weight_norm_panels(tmp_path):
+    from grokkit.report import loss_and_norm_figure
+
+    out = tmp_path / "r"
+    run(parse_config(tiny_config()), out, progress=False, log=quiet)
+    fig = loss_and_norm_figure(pd.read_csv(out / "metrics.csv"))
+    assert fig is not None
+    loss_ax, norm_ax = fig.axes
+    assert loss_ax.get_yscale() == "log" and "loss" in loss_ax.get_ylabel()
+    assert "norm" in norm_ax.get_ylabel() and len(norm_ax.get_lines()) == 2  # one line per member
+    assert len(loss_ax.get_lines()) == 4  # train and test per member
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "Loss and weight norm" in page and page.count("<img") >= 2
+
+
+def test_help_is_plain_text():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for rst in ("``", ":mod:", ":class:", ":func:"):
+        assert rst not in result.output
+    assert "grokking" in result.output

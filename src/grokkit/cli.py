@@ -1,4 +1,6 @@
-"""The ``grokkit`` command: a thin layer over :mod:`grokkit.api` and :mod:`grokkit.demo`."""
+"""The ``grokkit`` command: a thin layer over :mod:`grokkit.api` and :mod:`grokkit.demo`.
+
+The help text shown by ``grokkit --help`` is :data:`HELP` (plain text), not this docstring."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ from grokkit.api import RunError, run
 from grokkit.checkpoint import DiskFullError
 from grokkit.config import ConfigError, load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = ("grokkit: study and induce grokking in small models. Train a config into a run directory (run), the "
+        "headline distillation demo (demo), sweeps and the paper's figures (sweep, repro, compare), and read the "
+        "results (results, threshold, report, analyze). Each command's --help says more.")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 err = Console(stderr=True, soft_wrap=True)
 
 
