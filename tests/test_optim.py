@@ -103,3 +103,40 @@ def test_chain_applies_in_order_and_build_rejects_unknown():
     assert abs(float((out[0][0] * w[0][0]).sum())) < 1e-5
     with pytest.raises(ValueError, match="unknown gradient transform"):
         build_transform([{"name": "nope"}])
+
+
+def _perp(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """⊥Grad by hand, one member (row) at a time: drop g's component along w, keep g's norm."""
+    rows = []
+    for gk, wk in zip(g, w):
+        p = gk - (gk @ wk) / (wk @ wk) * wk
+        rows.append(p * gk.norm() / p.norm())
+    return torch.stack(rows)
+
+
+def test_chain_order_matters_and_matches_the_hand_computed_composition():
+    # two steps: at the first, EMA-then-⊥ and ⊥-then-EMA agree (both give 2 g⊥); at the second they do not, because
+    # ⊥Grad renormalises g2 + mu2 as a whole in one order and g2 and g1 separately in the other
+    torch.manual_seed(0)
+    alpha, lamb = 0.5, 1.0
+    w = [torch.randn(2, 6, dtype=torch.float64)]
+    g1, g2 = torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
+    ema = {"name": "grokfast_ema", "alpha": alpha, "lamb": lamb}
+
+    def two_steps(specs):
+        chain = build_transform(specs)
+        state = chain.init(w)
+        out1, state = chain.update([g1], w, state)
+        out2, _ = chain.update([g2], w, state)
+        return out1[0], out2[0]
+
+    ema_then_perp = two_steps([ema, {"name": "orthogonal_grad"}])
+    perp_then_ema = two_steps([{"name": "orthogonal_grad"}, ema])
+    # EMA first: mu1 = g1, mu2 = alpha g1 + (1 - alpha) g2; then ⊥ of g + lamb mu
+    mu2 = alpha * g1 + (1 - alpha) * g2
+    torch.testing.assert_close(ema_then_perp[0], _perp(g1 + lamb * g1, w[0]))
+    torch.testing.assert_close(ema_then_perp[1], _perp(g2 + lamb * mu2, w[0]))
+    # ⊥ first: the EMA averages the projected gradients
+    p1, p2 = _perp(g1, w[0]), _perp(g2, w[0])
+    torch.testing.assert_close(perp_then_ema[1], p2 + lamb * (alpha * p1 + (1 - alpha) * p2))
+    assert (ema_then_perp[1] - perp_then_ema[1]).abs().max() > 1e-3  # the orders differ: a swap fails above

@@ -3,6 +3,7 @@
 A run directory holds ``config.yaml`` (fully resolved), ``metrics.csv`` (long format, one row per member and
 evaluation), ``summary.json``, ``model.safetensors`` and ``curves.png``; while training, ``checkpoint.safetensors``.
 A run killed part-way resumes from its checkpoint when started again on the same directory with the same config.
+While a run writes its directory it holds ``.run.lock`` there: a second run on the same directory is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import contextlib
 import json
 import platform
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from grokkit.recipes import Setup, build_setup
 from grokkit.recipes.distill import TeacherError
 from grokkit.sinks import check_sinks, make_sinks
 
+#: held (an OS file lock) while a run writes its directory; removed when the run ends
+RUN_LOCK_FILE = ".run.lock"
 METRIC_COLUMNS = ["step", "member", "seed", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm"]
 
 
@@ -57,6 +61,49 @@ def prepare(cfg: RunConfig) -> Setup:
         raise RunError(str(err)) from None
 
 
+#: run locks this process holds, by (directory, thread): the holder may take its lock again (nested stages)
+_held_locks: dict[tuple[Path, int], tuple[Any, int]] = {}
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.run.lock`` (creating ``out``) while the body writes the run directory; raise :class:`RunError`
+    at once, writing nothing, if another process (or another thread of this one) holds it. Re-entrant for its holder:
+    a recipe made of stages may take it again for the same directory. The lock file is removed when the outermost
+    holder leaves."""
+    from filelock import FileLock, Timeout
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a directory")
+    key = (out.resolve(), threading.get_ident())
+    if key in _held_locks:
+        lock, depth = _held_locks[key]
+        _held_locks[key] = (lock, depth + 1)
+        try:
+            yield
+        finally:
+            lock, depth = _held_locks[key]
+            _held_locks[key] = (lock, depth - 1)
+        return
+    path = out / RUN_LOCK_FILE
+    lock = FileLock(str(path))
+    out.mkdir(parents=True, exist_ok=True)  # a no-op when another run holds it: nothing is written then
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunError(f"--out {out} is in use by another grokkit run (lock {path} is held); wait for it to finish "
+                       "or choose another directory") from None
+    _held_locks[key] = (lock, 1)
+    try:
+        yield
+    finally:
+        del _held_locks[key]
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still held: a process waiting on this inode sees it unlinked and retries
+        lock.release()
+
+
 def _check_out_dir(out: Path, cfg: RunConfig) -> str:
     """'new', 'resume' or 'done'; raises RunError if ``out`` holds something else."""
     if not out.exists():
@@ -65,7 +112,7 @@ def _check_out_dir(out: Path, cfg: RunConfig) -> str:
         raise RunError(f"--out {out} exists and is not a directory")
     saved = out / "config.yaml"
     if not saved.exists():
-        if any(out.iterdir()):
+        if any(p.name != RUN_LOCK_FILE for p in out.iterdir()):
             raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
         return "new"
     try:
@@ -130,16 +177,29 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
         log(f"{out_path} already holds this finished run; nothing to do")
         return json.loads((out_path / "summary.json").read_text())
     setup = prepare(cfg)
+    if out_path is None:
+        return _train(cfg, setup, None, state, progress, log)
+    with run_lock(out_path):
+        state = _check_out_dir(out_path, cfg)  # again under the lock: another run may have moved it on meanwhile
+        if state == "done":
+            log(f"{out_path} already holds this finished run; nothing to do")
+            return json.loads((out_path / "summary.json").read_text())
+        return _train(cfg, setup, out_path, state, progress, log)
+
+
+def _train(cfg: RunConfig, setup: Setup, out_path: Path | None, state: str, progress: bool | None,
+           log: Callable[[str], None]) -> dict[str, Any]:
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
                       task_sets=setup.task_sets, frozen=setup.frozen)
     if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
         if state == "resume":
             trainer.load_checkpoint(out_path / CHECKPOINT_FILE)
             log(f"resuming {out_path} from step {trainer.step}")
+            write_metrics(out_path, trainer.rows)  # the rows the checkpoint holds
+        trainer.on_checkpoint = lambda t: write_metrics(out_path, t.rows)  # progress on disk while training
     show = cfg.training.progress if progress is None else progress
     bar = _progress_bar(show and sys.stderr.isatty())
     callbacks: list[Callable[[Trainer], None]] = []
@@ -212,9 +272,15 @@ def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=METRIC_COLUMNS + extra)
 
 
-def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
-    metrics = metrics_frame(result.rows)
+def write_metrics(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """(Re)write ``out/metrics.csv`` atomically from ``rows``: at each checkpoint while training, and at the end."""
+    metrics = metrics_frame(rows)
     atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    return metrics
+
+
+def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
+    metrics = write_metrics(out, result.rows)
     save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
     if len(metrics):
         data = (f"{'/'.join(f'{t.train_fraction:.0%}' for t in cfg.all_tasks())} of pairs" if cfg.task.is_modular

@@ -1,4 +1,6 @@
-"""The ``grokkit`` command: a thin layer over :mod:`grokkit.api` and :mod:`grokkit.demo`."""
+"""The ``grokkit`` command: a thin layer over :mod:`grokkit.api` and :mod:`grokkit.demo`.
+
+The help text shown by ``grokkit --help`` is :data:`HELP` (plain text), not this docstring."""
 
 from __future__ import annotations
 
@@ -9,15 +11,22 @@ import typer
 from rich.console import Console
 
 from grokkit.api import RunError, run
+from grokkit.checkpoint import DiskFullError
 from grokkit.config import ConfigError, load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = ("grokkit: study and induce grokking in small models. Train a config into a run directory (run), the "
+        "headline distillation demo (demo), sweeps and the paper's figures (sweep, repro, compare), and read the "
+        "results (results, threshold, report, analyze). Each command's --help says more.")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` and exit: 2 for a bad config or argument (nothing written), 1 for a failure while
+    running (e.g. a full disk)."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 @app.command("run")
@@ -33,6 +42,9 @@ def run_cmd(
         summary = run(cfg, out, progress=progress)
     except (ConfigError, RunError) as e:
         _fail(str(e))
+        return
+    except DiskFullError as e:
+        _fail(str(e), 1)
         return
     for m in summary["members"]:
         status = "FAILED" if m["failed"] else f"test acc {m['final_test_acc']:.4f}"
@@ -55,6 +67,8 @@ def demo_cmd(
         run_demo(out, n_seeds=seeds, student_steps=steps, progress=progress)
     except (ConfigError, RunError) as e:
         _fail(str(e))
+    except DiskFullError as e:
+        _fail(str(e), 1)
 
 
 @app.command("sweep")

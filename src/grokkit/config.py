@@ -235,7 +235,10 @@ class JointConfig(_Strict):
     teacher_member: int | Literal["matched"] = Field(0, description="see distill.teacher_member")
     alpha: float = Field(1.0, ge=0, le=1, description="distill mode: 1 = distillation only (the paper's)")
     temperature: float = Field(2.0, gt=0)
-    position: Literal["operator", "final"] = "operator"
+    position: Literal["operator", "final"] = Field(
+        "final", description="distill mode: the position the teachers' outputs are distilled at. final (the default): "
+        "the answer's position, which with alpha = 1 (no labels) must be taught by someone; operator: the paper's "
+        "choice for the distill recipe, for the mixed (alpha < 1) case")
 
 
 class ContinualConfig(_Strict):
@@ -506,7 +509,10 @@ def load_spec(path: str | Path, model: type[_M], what: str, error: type[ValueErr
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     data = read_yaml(path)
-    data = data if data is not None else {}
-    if isinstance(data, dict):
-        data = apply_overrides(data, overrides or [])
-    return parse_config(data, str(path))
+    if data is None:
+        raise ConfigError(f"config file {path} is empty (no YAML content): a config is a mapping of settings, "
+                          "e.g. configs/smoke.yaml; nothing was run")
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: the top level must be a mapping (`key: value` lines), "
+                          f"got a {type(data).__name__}")
+    return parse_config(apply_overrides(data, overrides or []), str(path))

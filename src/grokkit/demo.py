@@ -107,10 +107,23 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: width of tables printed to something that is not a terminal (a log file, a pipe): wide enough not to cut a column
+LOG_WIDTH = 200
+
+
+def readable_console(console: Console) -> Console:
+    """``console`` itself on a terminal; otherwise a console on the same stream that is wide enough for a table to be
+    printed in full (rich assumes 80 columns off a terminal, and cuts cells to ``steps_to_gener…``)."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=max(console.width, LOG_WIDTH), soft_wrap=True)
+
+
 def _print_table(console: Console, table: pd.DataFrame, teacher_line: str, total: float) -> None:
+    console = readable_console(console)
     t = Table(title="mod-107 students on 20% of the pairs")
     for c in table.columns:
-        t.add_column(c)
+        t.add_column(c, no_wrap=True)
     for row in table.itertuples(index=False):
         t.add_row(*(_cell(v) for v in row))
     console.print(teacher_line, highlight=False)

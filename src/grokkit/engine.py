@@ -142,6 +142,8 @@ class Trainer:
         self.last_eval_step = -1
         self.evals_since_all_generalized = 0
         self.elapsed_before = 0.0
+        #: called after each checkpoint is saved (e.g. to write the metrics so far next to it)
+        self.on_checkpoint: Callable[[Trainer], None] | None = None
 
     # ------------------------------------------------------------------------------------------------ one step
     def _batch(self) -> tuple[EnsembleExamples, torch.Tensor | None]:
@@ -329,6 +331,8 @@ class Trainer:
             if (self.checkpoint_dir is not None and tc.checkpoint_every and self.step % tc.checkpoint_every == 0
                     and self.step != resumed_at):
                 self.save_checkpoint(self.elapsed_before + time.perf_counter() - t0)
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(self)
             self.train_step()
         self._report_new_failures(reported)
         return self._result(self.elapsed_before + time.perf_counter() - t0)

@@ -1,4 +1,5 @@
-"""``grokkit report DIR``: one static, self-contained HTML file with every figure and table of a run or a sweep."""
+"""``grokkit report DIR``: one static, self-contained HTML file with every figure and table of a run, a sweep, or a
+folder of finished runs (e.g. the demo's ``teacher/``, ``distill/``, ``scratch/`` with its ``headline.md``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -49,7 +51,57 @@ def _run_sections(d: Path) -> list[str]:
            _table(pd.DataFrame(s["members"]))]
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
+    metrics = d / "metrics.csv"
+    if metrics.exists():
+        fig = loss_and_norm_figure(pd.read_csv(metrics))
+        if fig is not None:
+            out.append(f"<h3>Loss and weight norm</h3>{_fig_img(fig)}")
     out.append(f"<h3>config.yaml</h3><pre>{html.escape((d / 'config.yaml').read_text())}</pre>")
+    return out
+
+
+def loss_and_norm_figure(m: pd.DataFrame) -> Any:
+    """Train (dashed) and test (solid) loss on a log scale, and the L2 weight norm, per member against step (log x):
+    the two curves grokking papers draw beside accuracy. None if the metrics lack those columns."""
+    step = "global_step" if "global_step" in m else "step"
+    if not {step, "seed", "train_loss", "test_loss", "weight_norm"} <= set(m.columns):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (seed, df) in enumerate(m.groupby("seed")):
+        df = df[df[step] > 0].sort_values(step)
+        color = f"C{i % 10}"
+        loss_ax.plot(df[step], df.train_loss.clip(lower=1e-12), "--", color=color, alpha=0.8,
+                     label=f"train (seed {seed})")
+        loss_ax.plot(df[step], df.test_loss.clip(lower=1e-12), "-", color=color, label=f"test (seed {seed})")
+        norm_ax.plot(df[step], df.weight_norm, "-", color=color, label=f"seed {seed}")
+    for ax in (loss_ax, norm_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("optimisation step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_title("loss (log scale)")
+    norm_ax.set_ylabel("L2 norm of the weights")
+    norm_ax.set_title("weight norm")
+    fig.tight_layout()
+    return fig
+
+
+def _collection_sections(d: Path, runs: list[Path]) -> list[str]:
+    """A folder of finished runs (the demo's output): its own notes and figures, then every run's sections."""
+    out = [f"<h2>{html.escape(d.name)}: {len(runs)} runs ({', '.join(html.escape(r.name) for r in runs)})</h2>"]
+    for md in sorted(d.glob("*.md")):
+        out.append(f"<h3>{html.escape(md.name)}</h3><pre>{html.escape(md.read_text())}</pre>")
+    for png in sorted(d.glob("*.png")):
+        out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
+    for r in runs:
+        out += _run_sections(r)
     return out
 
 
@@ -121,8 +173,12 @@ def write_report(d: str | Path, out: str | Path | None = None) -> Path:
         body = _sweep_sections(d)
     elif (d / "summary.json").exists():
         body = _run_sections(d)
+    elif runs := sorted(p for p in (d.iterdir() if d.is_dir() else ()) if p.is_dir()
+                        and (p / "summary.json").exists() and (p / "config.yaml").exists()):
+        body = _collection_sections(d, runs)
     else:
-        raise ReportError(f"{d} is neither a finished run (summary.json) nor a sweep (sweep.yaml)")
+        raise ReportError(f"{d} is neither a finished run (summary.json), a sweep (sweep.yaml) nor a folder of "
+                          "finished runs (such as the demo's)")
     target = Path(out) if out else d / "report.html"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>grokkit report: {html.escape(d.name)}</title>"
             f"<style>{STYLE}</style></head><body><h1>grokkit report</h1><p><code>{html.escape(str(d))}</code></p>"

@@ -97,7 +97,7 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
 
 def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
                   ) -> dict[str, Any]:
-    from grokkit.api import RunError, run, staged_start
+    from grokkit.api import RunError, run, run_lock, staged_start
 
     finished = staged_start(cfg, out, log)
     if finished is not None:
@@ -110,36 +110,38 @@ def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: 
             stage_config(resolved, i, "<previous>", init_members)
     except ValueError as err:
         raise RunError(str(err)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    previous = resolved.continual.init  # type: ignore[union-attr]
-    summaries, frames = [], []
-    offset = 0
-    for i in range(1, len(resolved.tasks)):
-        sc = stage_config(resolved, i, previous, init_members)
-        d = out / "stages" / f"{i:02d}-{resolved.tasks[i].name}"
-        log(f"stage {i}/{len(resolved.tasks) - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
-            + (" with distillation" if sc.recipe == "distill" else ""))
-        summary = run(sc, d, progress=progress, log=log)
-        m = pd.read_csv(d / "metrics.csv")
-        if f"test_acc@{resolved.tasks[i].name}" not in m:  # a single-task stage: its test set is the new task's
-            m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
-            m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
-        m.insert(0, "stage", i)
-        m.insert(1, "task", resolved.tasks[i].name)
-        m.insert(2, "global_step", m["step"] + offset)
-        frames.append(m)
-        summaries.append(summary)
-        offset += summary["steps"]
-        previous = str(d)
-    metrics = pd.concat(frames, ignore_index=True)
-    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
-    shutil.copyfile(Path(previous) / "model.safetensors", out / "model.safetensors.tmp")
-    (out / "model.safetensors.tmp").replace(out / "model.safetensors")
-    summary = continual_summary(resolved, metrics, summaries)
-    plot_continual(metrics, resolved, out / "curves.png")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    with run_lock(out):  # re-entrant: each stage's own run takes its own directory's lock
+        if (finished := staged_start(cfg, out, log)) is not None:  # finished by another run meanwhile
+            return finished
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        previous = resolved.continual.init  # type: ignore[union-attr]
+        summaries, frames = [], []
+        offset = 0
+        for i in range(1, len(resolved.tasks)):
+            sc = stage_config(resolved, i, previous, init_members)
+            d = out / "stages" / f"{i:02d}-{resolved.tasks[i].name}"
+            log(f"stage {i}/{len(resolved.tasks) - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
+                + (" with distillation" if sc.recipe == "distill" else ""))
+            summary = run(sc, d, progress=progress, log=log)
+            m = pd.read_csv(d / "metrics.csv")
+            if f"test_acc@{resolved.tasks[i].name}" not in m:  # a single-task stage: its test set is the new task's
+                m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
+                m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
+            m.insert(0, "stage", i)
+            m.insert(1, "task", resolved.tasks[i].name)
+            m.insert(2, "global_step", m["step"] + offset)
+            frames.append(m)
+            summaries.append(summary)
+            offset += summary["steps"]
+            previous = str(d)
+        metrics = pd.concat(frames, ignore_index=True)
+        atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+        shutil.copyfile(Path(previous) / "model.safetensors", out / "model.safetensors.tmp")
+        (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+        summary = continual_summary(resolved, metrics, summaries)
+        plot_continual(metrics, resolved, out / "curves.png")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        return summary
 
 
 def accuracy_matrix(metrics: pd.DataFrame, names: list[str], member: int) -> list[list[float]]:

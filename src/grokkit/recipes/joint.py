@@ -6,8 +6,9 @@ training example from the teacher of its own task (one teacher per task, e.g. f_
 its labels. Every evaluation reports each task's test accuracy
 (``test_acc@<task>`` in metrics.csv) and ``summary.json`` gives each task's steps to generalise.
 
-Distillation here defaults to the final position: with no labels, the position the answer is read from must be
-taught by someone; ``joint.position: operator`` is available for the mixed (alpha < 1) case.
+Distillation here defaults to the final position (``JointConfig.position = "final"``, unlike the ``distill``
+recipe's operator position): with no labels, the position the answer is read from must be taught by someone;
+``joint.position: operator`` is available for the mixed (alpha < 1) case.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None
 
 def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
                  ) -> dict[str, Any]:
-    from grokkit.api import RunError, run, staged_start
+    from grokkit.api import RunError, run, run_lock, staged_start
 
     finished = staged_start(cfg, out, log)
     if finished is not None:
@@ -117,37 +117,39 @@ def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: C
         target_cfg = target_config(cfg, str(out / "weak"))
     except ValueError as err:
         raise RunError(str(err)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    log(f"stage 1/2: weak model ({cfg.transfer.weak_model.kind}) until test accuracy "  # type: ignore[union-attr]
-        f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps")
-    weak = run(weak_cfg, out / "weak", progress=progress, log=log)
-    chosen = select_candidates(cfg, weak)
-    if chosen is not None:
-        target_cfg = target_config(cfg, str(out / "weak"), chosen)
-        log(f"weak candidates chosen (by training accuracy): {chosen}")
-    log(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
-    target = run(target_cfg, out / "target", progress=progress, log=log)
+    with run_lock(out):  # re-entrant: each stage's own run takes its own directory's lock
+        if (finished := staged_start(cfg, out, log)) is not None:  # finished by another run meanwhile
+            return finished
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        log(f"stage 1/2: weak model ({cfg.transfer.weak_model.kind}) until test accuracy "  # type: ignore[union-attr]
+            f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps")
+        weak = run(weak_cfg, out / "weak", progress=progress, log=log)
+        chosen = select_candidates(cfg, weak)
+        if chosen is not None:
+            target_cfg = target_config(cfg, str(out / "weak"), chosen)
+            log(f"weak candidates chosen (by training accuracy): {chosen}")
+        log(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
+        target = run(target_cfg, out / "target", progress=progress, log=log)
 
-    frames = []
-    for stage, offset in (("weak", 0), ("target", weak["steps"])):
-        m = pd.read_csv(out / stage / "metrics.csv")
-        m.insert(0, "stage", stage)
-        m.insert(1, "global_step", m["step"] + offset)
-        frames.append(m)
-    metrics = pd.concat(frames, ignore_index=True)
-    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
-    model, vocab, meta = load_model(out / "target" / MODEL_FILE)
-    save_model(out / MODEL_FILE, unfactorised(model), vocab,
-               {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
-    target_rows = frames[1]
-    if len(target_rows):
-        from grokkit.plots import plot_curves
+        frames = []
+        for stage, offset in (("weak", 0), ("target", weak["steps"])):
+            m = pd.read_csv(out / stage / "metrics.csv")
+            m.insert(0, "stage", stage)
+            m.insert(1, "global_step", m["step"] + offset)
+            frames.append(m)
+        metrics = pd.concat(frames, ignore_index=True)
+        atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+        model, vocab, meta = load_model(out / "target" / MODEL_FILE)
+        save_model(out / MODEL_FILE, unfactorised(model), vocab,
+                   {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
+        target_rows = frames[1]
+        if len(target_rows):
+            from grokkit.plots import plot_curves
 
-        plot_curves(target_rows, out / "curves.png", f"{cfg.name}: {target['task']}, GrokTransfer target")
-    summary = transfer_summary(cfg, weak, target, chosen)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
+            plot_curves(target_rows, out / "curves.png", f"{cfg.name}: {target['task']}, GrokTransfer target")
+        summary = transfer_summary(cfg, weak, target, chosen)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        return summary
 
 
 def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any],
