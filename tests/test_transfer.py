@@ -211,3 +211,16 @@ def test_embedding_init_member_list_is_checked(tmp_path, finished):
     bad = target_config(cfg, str(out / "weak"), [0, 5])
     with pytest.raises(ValueError, match="one per member"):
         build_setup(bad)
+
+
+def test_a_members_init_scale_is_the_targets_not_the_weak_models():
+    from grokkit.recipes.transfer import weak_config
+
+    data = transfer_config(seeds=None, members=[{"seed": 0, "init_scale": 0.1}], model={
+        "kind": "mlp", "d_embed": 16, "d_mlp": 32, "n_layers": 3, "init_scale": 0.2})
+    data["transfer"]["weak_model"] = {"kind": "mlp", "d_embed": 4, "d_mlp": 16, "init_scale": 0.3}
+    cfg = parse_config(data)
+    weak = weak_config(cfg)
+    assert [m.init_scale for m in weak.member_list()] == [None] and weak.model.init_scale == 0.3
+    target = target_config(cfg, "w")
+    assert target.member_list()[0].init_scale == 0.1 and target.model.init_scale == 0.2

@@ -108,6 +108,9 @@ class ModelConfig(_Strict):
     activation: Literal["relu", "gelu"] = "relu"
     layer_norm: bool = False
     d_embed: int | None = Field(None, ge=1, description="mlp: embedding width per token (default 128)")
+    init_scale: float = Field(
+        1.0, gt=0, description="every weight matrix (W_*) of the fresh initialisation multiplied by this factor "
+        "(Omnigrok's alpha; GrokTransfer A.3); biases start at 0 and LayerNorm at 1 whatever the factor")
 
     @model_validator(mode="before")
     @classmethod
@@ -316,6 +319,7 @@ class MemberConfig(_Strict):
     train_fraction: float | None = Field(None, gt=0, lt=1)
     alpha: float | None = Field(None, ge=0, le=1)
     temperature: float | None = Field(None, gt=0)
+    init_scale: float | None = Field(None, gt=0, description="this member's model.init_scale")
     split_seed: int | None = Field(
         None, description="seed of this member's train/test split; default: `seed` (a task's split_seed wins)")
 

@@ -134,17 +134,33 @@ def build_model(cfg: RunConfig, vocab: Vocabulary, model_cfg: ModelConfig | None
     rank = None
     if cfg.embedding_init is not None:
         rank = _source_model(cfg.embedding_init.model)[0].embed.W_E.shape[-1]
-    seeds = [mem.seed for mem in cfg.member_list()]
+    members = cfg.member_list()
+    seeds = [mem.seed for mem in members]
+    model: EnsembleModel
     if m.kind == "mlp":
         assert m.d_embed is not None
-        return EnsembleMLP(MLPShape(d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx,
-                                    n_layers=m.n_layers, d_embed=m.d_embed, d_mlp=m.d_mlp, embed_rank=rank), seeds)
-    shape = TransformerShape(
-        d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx, n_layers=m.n_layers,
-        d_model=m.d_model, n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp, activation=m.activation,
-        layer_norm=m.layer_norm, embed_rank=rank,
-    )
-    return EnsembleTransformer(shape, seeds)
+        model = EnsembleMLP(MLPShape(d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx,
+                                     n_layers=m.n_layers, d_embed=m.d_embed, d_mlp=m.d_mlp, embed_rank=rank), seeds)
+    else:
+        model = EnsembleTransformer(TransformerShape(
+            d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx, n_layers=m.n_layers,
+            d_model=m.d_model, n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp, activation=m.activation,
+            layer_norm=m.layer_norm, embed_rank=rank,
+        ), seeds)
+    scale_init(model, [mem.init_scale if mem.init_scale is not None else m.init_scale for mem in members])
+    return model
+
+
+@torch.no_grad()
+def scale_init(model: EnsembleModel, scales: list[float]) -> None:
+    """Multiply member k's weight matrices (parameters named ``W_*``) by ``scales[k]`` (``model.init_scale``).
+    Biases (zero) and LayerNorm parameters (one) are left as they are; all-ones scales change nothing."""
+    if all(s == 1.0 for s in scales):
+        return
+    factor = torch.tensor(scales, dtype=torch.float64)
+    for name, p in model.named_parameters():
+        if name.split(".")[-1].startswith("W_"):
+            p.mul_(factor.to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
 
 
 def _source_model(path: str) -> tuple[EnsembleModel, Vocabulary]:

@@ -56,9 +56,10 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     assert t is not None
     data = _base(cfg)
     data["name"] = f"{cfg.name}/weak"
-    # a member's own distillation settings belong to the target; so do its lr / weight decay when the weak model has
-    # an optimiser of its own (a sweep writes every packed member's lr and weight decay out explicitly)
-    own = ("alpha", "temperature") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
+    # a member's own distillation settings and init scale belong to the target (the weak model has its own
+    # transfer.weak_model.init_scale); so do its lr / weight decay when the weak model has an optimiser of its own (a
+    # sweep writes every packed member's lr, weight decay and init scale out explicitly)
+    own = ("alpha", "temperature", "init_scale") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
     if data.get("members") or t.weak_candidates > 1:
         members = [{k: v for k, v in m.model_dump(mode="json").items() if k not in own and v is not None}
                    for m in cfg.member_list()]

@@ -53,6 +53,7 @@ PACKABLE = {
     "weight_decay": ("optimizer", "weight_decay"),
     "alpha": ("distill", "alpha"),
     "temperature": ("distill", "temperature"),
+    "init_scale": ("model", "init_scale"),
 }
 
 
@@ -99,6 +100,7 @@ def _member(cfg: RunConfig) -> MemberConfig:
             m.train_fraction if m.train_fraction is not None else cfg.task.train_fraction),
         alpha=(m.alpha if m.alpha is not None else cfg.distill.alpha) if cfg.distill else None,
         temperature=(m.temperature if m.temperature is not None else cfg.distill.temperature) if cfg.distill else None,
+        init_scale=m.init_scale if m.init_scale is not None else cfg.model.init_scale,
     )
 
 
