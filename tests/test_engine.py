@@ -112,3 +112,30 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     atomic_write_text(tmp_path / "x.txt", "hello")
     assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~_UMASK
     assert os.listdir(tmp_path) == ["x.txt"]
+
+
+def test_lasting_generalisation_on_hand_made_curves():
+    from grokkit.engine import lasting_step
+
+    steps = [0, 100, 200, 300, 400, 500]
+    assert lasting_step(steps, [0.1, 0.5, 0.995, 0.999, 1.0, 1.0], 0.99) == 200  # crossed once, stayed
+    assert lasting_step(steps, [0.1, 0.995, 0.7, 0.99, 1.0, 1.0], 0.99) == 300  # dipped after the first crossing
+    assert lasting_step(steps, [0.1, 0.995, 0.999, 1.0, 1.0, 0.69], 0.99) is None  # crossed, then fell at the end
+    assert lasting_step(steps, [0.0] * 6, 0.99) is None and lasting_step([], [], 0.99) is None
+
+
+def test_summary_and_results_store_carry_the_lasting_step(tmp_path, monkeypatch):
+    from grokkit import engine
+
+    real = engine.Trainer.evaluate_set
+
+    def dipping(self, data):  # test accuracy 1.0 except at step 40: a dip after the first crossing at 0
+        loss, acc = real(self, data)
+        if data is self.test_set:
+            acc = torch.full_like(acc, 0.5 if self.step == 40 else 1.0)
+        return loss, acc
+
+    monkeypatch.setattr(engine.Trainer, "evaluate_set", dipping)
+    summary = run(parse_config(tiny_config(seeds=[0])), tmp_path / "run", progress=False)
+    m = summary["members"][0]
+    assert m["steps_to_generalize"] == 0 and m["steps_to_generalize_lasting"] == 60

@@ -302,3 +302,15 @@ def test_a_pool_worker_exits_once_its_parent_has_gone(orphaned):
             f"_exit_with_parent({parent}, 0.05)\ntime.sleep(1.0)\n")
     done = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert done.returncode == (3 if orphaned else 0)
+
+
+def test_results_table_has_the_lasting_step_of_every_trial(tmp_path):
+    table = run_sweep(parse_sweep(sweep_spec(seeds=[0])), tmp_path, tmp_path / "sw", log=quiet).table
+    assert {"steps_to_generalize_lasting", "generalized_lasting"} <= set(table.columns)
+    for trial in table.itertuples():
+        summary = json.loads((tmp_path / "sw" / "trials" / trial.trial / "summary.json").read_text())
+        want = summary["members"][0]["steps_to_generalize_lasting"]
+        assert (None if pd.isna(trial.steps_to_generalize_lasting) else int(trial.steps_to_generalize_lasting)) == want
+        assert trial.generalized_lasting == (want is not None)
+        first = trial.steps_to_generalize
+        assert want is None or (not pd.isna(first) and want >= int(first))  # lasting never precedes the first crossing

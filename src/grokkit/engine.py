@@ -54,11 +54,26 @@ class MemberResult:
     final_train_acc: float | None = None
     final_test_acc: float | None = None
     steps_to_generalize: int | None = None
+    #: the first evaluated step from which test accuracy stays >= the threshold at every later evaluation (a dip after
+    #: the first crossing moves it later; None if the last evaluation is below); see :func:`lasting_step`
+    steps_to_generalize_lasting: int | None = None
     failed: bool = False
     failed_step: int | None = None
     error: str | None = None
     #: per evaluated task (multi-task recipes, eval_tasks): final_test_acc and steps_to_generalize
     tasks: dict[str, dict[str, Any]] | None = None
+
+
+def lasting_step(steps: list[int], accs: list[float], threshold: float) -> int | None:
+    """The first of ``steps`` from which ``accs`` stays >= ``threshold`` at every later evaluation: the start of
+    the final unbroken run at or above it, or None if the last value is below (or there is none)."""
+    start = None
+    for step, acc in zip(steps, accs):
+        if acc >= threshold:
+            start = step if start is None else start
+        else:
+            start = None
+    return start
 
 
 @dataclass
@@ -344,6 +359,15 @@ class Trainer:
         members = []
         failed_step = self.failed_step.tolist()
         last = {r["member"]: r for r in self.rows}  # each member's last evaluation
+        threshold = self.cfg.training.generalization_threshold
+        curves: dict[int, list[dict[str, Any]]] = {}
+        for r in self.rows:
+            curves.setdefault(r["member"], []).append(r)
+
+        def lasting(k: int, column: str) -> int | None:
+            rows = [r for r in curves.get(k, []) if column in r]
+            return lasting_step([r["step"] for r in rows], [r[column] for r in rows], threshold)
+
         for k, seed in enumerate(self.seeds):
             failed = failed_step[k] >= 0
             members.append(MemberResult(
@@ -351,10 +375,13 @@ class Trainer:
                 final_train_acc=last[k]["train_acc"] if k in last else None,
                 final_test_acc=last[k]["test_acc"] if k in last else None,
                 steps_to_generalize=self.steps_to_generalize[k],
+                steps_to_generalize_lasting=None if failed else lasting(k, "test_acc"),
                 failed=failed,
                 failed_step=failed_step[k] if failed else None,
                 error="loss became NaN or inf" if failed else None,
                 tasks={name: {"final_test_acc": last[k].get(f"test_acc@{name}") if k in last else None,
-                              "steps_to_generalize": self.task_steps[k][name]} for name in self.task_sets} or None,
+                              "steps_to_generalize": self.task_steps[k][name],
+                              "steps_to_generalize_lasting": None if failed else lasting(k, f"test_acc@{name}")}
+                       for name in self.task_sets} or None,
             ))
         return TrainResult(members, self.rows, self.step, wall)

@@ -13,7 +13,8 @@ from grokkit.sweep.spec import SweepError, SweepSpec, Trial
 
 RESULTS_FILE = "results.parquet"
 OUTCOME_COLUMNS = ["trial", "status", "error", "final_train_acc", "final_test_acc", "steps_to_generalize",
-                   "generalized", "steps", "wall_seconds", "group", "pack_size", "group_wall_seconds"]
+                   "generalized", "steps_to_generalize_lasting", "generalized_lasting", "steps", "wall_seconds",
+                   "group", "pack_size", "group_wall_seconds"]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,12 +45,15 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
         row.update(status="failed" if m["failed"] else "ok", error=m.get("error"),
                    final_train_acc=m["final_train_acc"], final_test_acc=m["final_test_acc"],
                    steps_to_generalize=m["steps_to_generalize"], generalized=m["steps_to_generalize"] is not None,
+                   steps_to_generalize_lasting=m.get("steps_to_generalize_lasting"),
+                   generalized_lasting=m.get("steps_to_generalize_lasting") is not None,
                    steps=s["steps"], wall_seconds=s["wall_seconds"], group=sw.get("group"),
                    pack_size=sw.get("pack_size", 1), group_wall_seconds=sw.get("group_wall_seconds"))
         for name, t in (m.get("tasks") or {}).items():  # multi-task runs: per-task outcomes
             row[f"test_acc@{name}"] = t["final_test_acc"]
             row[f"steps_to_generalize@{name}"] = t["steps_to_generalize"]
             row[f"generalized@{name}"] = t["steps_to_generalize"] is not None
+            row[f"steps_to_generalize_lasting@{name}"] = t.get("steps_to_generalize_lasting")
         for key, value in m.items():  # recipe-specific scalars, e.g. continual backward_transfer
             if key not in row and isinstance(value, (int, float, bool)) and key not in ("failed_step",):
                 row[key] = value
@@ -59,9 +63,9 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
                         row[f"{key}@{sub}"] = v
     elif error_path.exists():
         e = json.loads(error_path.read_text())
-        row.update(status="error", error=e["error"], generalized=False)
+        row.update(status="error", error=e["error"], generalized=False, generalized_lasting=False)
     else:
-        row.update(status="pending", generalized=False)
+        row.update(status="pending", generalized=False, generalized_lasting=False)
     return row
 
 
@@ -71,10 +75,12 @@ def build_table(sweep_dir: Path, trials: list[Trial], spec: SweepSpec | None = N
     for c in OUTCOME_COLUMNS:
         if c not in df:
             df[c] = None
-    df["steps_to_generalize"] = pd.to_numeric(df["steps_to_generalize"], errors="coerce").astype("Int64")
+    for c in ("steps_to_generalize", "steps_to_generalize_lasting"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     for c in ("final_train_acc", "final_test_acc", "wall_seconds", "group_wall_seconds"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["generalized"] = df["generalized"].fillna(False).astype(bool)
+    for c in ("generalized", "generalized_lasting"):
+        df[c] = df[c].fillna(False).astype(bool)
     if spec is not None:
         df.attrs["axes"] = spec.axes()
     return df
