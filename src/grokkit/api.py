@@ -192,7 +192,7 @@ def _train(cfg: RunConfig, setup: Setup, out_path: Path | None, state: str, prog
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
-                      task_sets=setup.task_sets, frozen=setup.frozen)
+                      task_sets=setup.task_sets, frozen=setup.frozen, val=setup.val)
     if out_path is not None:
         atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
         if state == "resume":

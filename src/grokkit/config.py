@@ -34,6 +34,9 @@ class TaskConfig(_Strict):
     modulus: int = Field(113, ge=2)
     train_fraction: float = Field(0.3, gt=0.0, lt=1.0)
     split_seed: int | None = Field(None, description="seed of the train/test split; default: each member's seed")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="modular: fraction of all pairs held out for "
+                                "validation, drawn from the pairs not trained on (disjoint from the test pairs)")
+    n_val: int = Field(0, ge=0, description="bit tasks: validation inputs per member, distinct from train and test")
     n_bits: int | None = Field(None, ge=2, description="bit tasks: input length")
     k: int | None = Field(None, ge=1, description="sparse_parity: number of secret bits")
     n_train: int | None = Field(None, ge=1, description="bit tasks: training inputs per member")
@@ -53,16 +56,17 @@ class TaskConfig(_Strict):
     @model_validator(mode="after")
     def _fields_of_kind(self) -> TaskConfig:
         defaults = {name: f.default for name, f in type(self).model_fields.items()}
-        used = {"modular": {"op", "modulus", "train_fraction"}, "sparse_parity": {"n_bits", "k", "n_train", "n_test",
-                "secret_seed", "positional_tokens"}, "xor": {"n_bits", "n_train", "n_test", "label_noise",
-                                                             "positional_tokens"}}
+        used = {"modular": {"op", "modulus", "train_fraction", "val_fraction"},
+                "sparse_parity": {"n_bits", "k", "n_train", "n_test", "n_val", "secret_seed", "positional_tokens"},
+                "xor": {"n_bits", "n_train", "n_test", "n_val", "label_noise", "positional_tokens"}}
         foreign = sorted(f for kind, fields in used.items() if kind != self.kind for f in fields
                          if f not in used[self.kind] and getattr(self, f) != defaults[f])
         if foreign:
             raise ValueError(f"task.kind={self.kind} does not use {', '.join(foreign)}; its settings are "
                              f"{', '.join(sorted(used[self.kind]))}")
         if self.kind != "modular":
-            missing = sorted(f for f in used[self.kind] if f not in ("secret_seed", "label_noise", "positional_tokens")
+            missing = sorted(f for f in used[self.kind] if f not in ("secret_seed", "label_noise", "positional_tokens",
+                                                                      "n_val")
                              and getattr(self, f) is None)
             if missing:
                 raise ValueError(f"task.kind={self.kind} needs {', '.join(missing)}")

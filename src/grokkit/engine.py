@@ -57,6 +57,9 @@ class MemberResult:
     #: the first evaluated step from which test accuracy stays >= the threshold at every later evaluation (a dip after
     #: the first crossing moves it later; None if the last evaluation is below); see :func:`lasting_step`
     steps_to_generalize_lasting: int | None = None
+    #: with a validation split: the same on validation accuracy, and the last validation accuracy
+    val_steps_to_generalize_lasting: int | None = None
+    final_val_acc: float | None = None
     failed: bool = False
     failed_step: int | None = None
     error: str | None = None
@@ -105,6 +108,7 @@ class Trainer:
         log: Callable[[str], None] = print,
         task_sets: dict[str, EnsembleExamples] | None = None,
         frozen: list[str] | None = None,
+        val: EnsembleExamples | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.training.device)
@@ -113,6 +117,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.train_set, self.test_set = train.to(self.device), test.to(self.device)
         self.task_sets = {name: t.to(self.device) for name, t in (task_sets or {}).items()}
+        self.val_set = val.to(self.device) if val is not None else None
         self.objective = objective
         self.final_index = objective.positions.index(objective.final)
         self.checkpoint_dir = checkpoint_dir
@@ -245,6 +250,10 @@ class Trainer:
         test_loss, test_acc = self.evaluate_set(self.test_set)
         norms = self.model.weight_norm()
         per_task = {name: self.evaluate_set(data) for name, data in self.task_sets.items()}
+        val = None
+        if self.val_set is not None:
+            val_loss, val_acc = self.evaluate_set(self.val_set)
+            val = (val_loss.cpu().tolist(), val_acc.cpu().tolist())
         active = self.active.tolist()
         threshold = self.cfg.training.generalization_threshold
         values = torch.stack([train_loss, train_acc, test_loss, test_acc, norms.double()]).cpu().tolist()
@@ -258,6 +267,8 @@ class Trainer:
                 continue
             row = dict(step=self.step, member=k, seed=seed, train_loss=trl, train_acc=tra,
                        test_loss=tel, test_acc=tea, weight_norm=wn)
+            if val is not None:
+                row["val_loss"], row["val_acc"] = val[0][k], val[1][k]
             for name, (losses, accs) in task_values.items():
                 row[f"test_loss@{name}"], row[f"test_acc@{name}"] = losses[k], accs[k]
                 if self.task_steps[k][name] is None and accs[k] >= threshold:
@@ -376,6 +387,8 @@ class Trainer:
                 final_test_acc=last[k]["test_acc"] if k in last else None,
                 steps_to_generalize=self.steps_to_generalize[k],
                 steps_to_generalize_lasting=None if failed else lasting(k, "test_acc"),
+                val_steps_to_generalize_lasting=None if failed or self.val_set is None else lasting(k, "val_acc"),
+                final_val_acc=last[k].get("val_acc") if k in last else None,
                 failed=failed,
                 failed_step=failed_step[k] if failed else None,
                 error="loss became NaN or inf" if failed else None,

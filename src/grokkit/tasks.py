@@ -133,20 +133,25 @@ class ModularTask:
         )
         return tokens, labels
 
-    def split(self, vocab: Vocabulary, train_fraction: float, seed: int) -> Split:
-        """Seeded train/test split: ``round(train_fraction * n_pairs)`` training pairs, the rest for testing."""
+    def split(self, vocab: Vocabulary, train_fraction: float, seed: int, val_fraction: float = 0.0) -> Split:
+        """Seeded split: ``round(train_fraction * n_pairs)`` training pairs; of the pairs held out,
+        ``round(val_fraction * n_pairs)`` for validation, the rest for testing. The training set does not depend on
+        ``val_fraction`` (the validation pairs come from the held-out ones, the test set shrinks by as many)."""
         if not 0.0 < train_fraction < 1.0:
             raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
         tokens, labels = self.all_examples(vocab)
         n_train = int(round(train_fraction * len(labels)))
-        if n_train < 1 or n_train >= len(labels):
-            raise ValueError(f"train_fraction {train_fraction} leaves an empty train or test set for {self.name}")
+        n_val = int(round(val_fraction * len(labels)))
+        if n_train < 1 or n_train + n_val >= len(labels) or (val_fraction > 0 and n_val < 1):
+            raise ValueError(f"train_fraction {train_fraction} with val_fraction {val_fraction} leaves an empty "
+                             f"train, validation or test set for {self.name}")
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-        train, test = order[:n_train], order[n_train:]
+        train, val, test = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
         answer_range = torch.full_like(labels, self.answer_range)
         return Split(
             Examples(tokens[train], labels[train], answer_range[train]),
             Examples(tokens[test], labels[test], answer_range[test]),
+            Examples(tokens[val], labels[val], answer_range[val]) if n_val else None,
         )
 
 
@@ -171,6 +176,8 @@ class Examples:
 class Split:
     train: Examples
     test: Examples
+    #: validation examples, disjoint from train and test (None: no validation split)
+    val: Examples | None = None
 
 
 def stack_members(sets: Sequence[Examples]) -> EnsembleExamples:
@@ -244,14 +251,37 @@ def distinct_bit_rows(n_bits: int, count: int, generator: torch.Generator) -> to
     return rows[:count]
 
 
+def disjoint_bit_rows(n_bits: int, count: int, exclude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``count`` distinct random rows of ``{0, 1}^n_bits`` none of which is a row of ``exclude``."""
+    weights = 2 ** torch.arange(n_bits)
+    if n_bits <= 16:
+        free = torch.ones(2**n_bits, dtype=torch.bool)
+        free[(exclude * weights).sum(1)] = False
+        codes = torch.nonzero(free).flatten()
+        if count > len(codes):
+            raise ValueError(f"cannot draw {count} more distinct inputs of {n_bits} bits")
+        codes = codes[torch.randperm(len(codes), generator=generator)[:count]]
+        return (codes.unsqueeze(1) >> torch.arange(n_bits)) & 1
+    taken = {tuple(r) for r in exclude.tolist()}
+    out: list[list[int]] = []
+    while len(out) < count:
+        for r in torch.randint(0, 2, (count - len(out) + 16, n_bits), generator=generator).tolist():
+            if tuple(r) not in taken and len(out) < count:
+                taken.add(tuple(r))
+                out.append(r)
+    return torch.tensor(out, dtype=torch.long).view(-1, n_bits)
+
+
 def _bit_split(rows: torch.Tensor, labels: torch.Tensor, n_train: int, train_labels: torch.Tensor | None = None,
-               positional_tokens: bool = False) -> Split:
+               positional_tokens: bool = False, val: tuple[torch.Tensor, torch.Tensor] | None = None) -> Split:
     answer_range = torch.full_like(labels, 2)
-    if positional_tokens:
-        rows = rows + 2 * torch.arange(rows.shape[1])
+    shift = 2 * torch.arange(rows.shape[1]) if positional_tokens else 0
     train_y = labels[:n_train] if train_labels is None else train_labels
-    return Split(Examples(rows[:n_train], train_y, answer_range[:n_train]),
-                 Examples(rows[n_train:], labels[n_train:], answer_range[n_train:]))
+    val_set = None
+    if val is not None and len(val[1]):
+        val_set = Examples(val[0] + shift, val[1], torch.full_like(val[1], 2))
+    return Split(Examples(rows[:n_train] + shift, train_y, answer_range[:n_train]),
+                 Examples(rows[n_train:] + shift, labels[n_train:], answer_range[n_train:]), val_set)
 
 
 class _BitTask:
@@ -303,10 +333,14 @@ class SparseParityTask(_BitTask):
     def labels(self, rows: torch.Tensor) -> torch.Tensor:
         return rows[:, self.secret].sum(1) % 2
 
-    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int) -> Split:
-        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``."""
-        rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, torch.Generator().manual_seed(seed))
-        return _bit_split(rows, self.labels(rows), self.n_train, positional_tokens=self.positional_tokens)
+    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int, n_val: int = 0) -> Split:
+        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``; ``n_val`` validation inputs are
+        drawn after them, distinct from both (train and test do not depend on ``n_val``)."""
+        g = torch.Generator().manual_seed(seed)
+        rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, g)
+        val_rows = disjoint_bit_rows(self.n_bits, n_val, rows, g)
+        return _bit_split(rows, self.labels(rows), self.n_train, positional_tokens=self.positional_tokens,
+                          val=(val_rows, self.labels(val_rows)))
 
 
 @dataclass(frozen=True)
@@ -339,14 +373,17 @@ class XorTask(_BitTask):
     def labels(rows: torch.Tensor) -> torch.Tensor:
         return (rows[:, 0] == rows[:, 1]).long()
 
-    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int) -> Split:
-        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``."""
+    def split(self, vocab: Vocabulary, train_fraction: float | None, seed: int, n_val: int = 0) -> Split:
+        """``train_fraction`` is unused: the sizes are ``n_train`` and ``n_test``; ``n_val`` validation inputs
+        (clean labels, like the test set) are drawn last, distinct from both."""
         g = torch.Generator().manual_seed(seed)
         rows = distinct_bit_rows(self.n_bits, self.n_train + self.n_test, g)
         labels = self.labels(rows)
         flip = torch.rand(self.n_train, generator=g) < self.label_noise
         train_labels = torch.where(flip, 1 - labels[: self.n_train], labels[: self.n_train])
-        return _bit_split(rows, labels, self.n_train, train_labels, self.positional_tokens)
+        val_rows = disjoint_bit_rows(self.n_bits, n_val, rows, g)
+        return _bit_split(rows, labels, self.n_train, train_labels, self.positional_tokens,
+                          val=(val_rows, self.labels(val_rows)))
 
 
 Task = ModularTask | SparseParityTask | XorTask

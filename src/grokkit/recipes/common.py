@@ -42,6 +42,8 @@ class Setup:
     tasks: list[Task] = field(default_factory=list)
     #: parameters the optimiser leaves alone (``embedding_init.freeze_A/B``)
     frozen: list[str] = field(default_factory=list)
+    #: the validation set (``task.val_fraction`` / ``task.n_val``): val_loss / val_acc columns; None without one
+    val: EnsembleExamples | None = None
 
     @property
     def multi_task(self) -> bool:
@@ -81,25 +83,33 @@ def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskConfig, use_member_
         fraction = m.train_fraction if (use_member_fraction and m.train_fraction is not None) else tc.train_fraction
         split_seed = tc.split_seed if tc.split_seed is not None else (
             m.split_seed if m.split_seed is not None else m.seed)
-        splits.append(task.split(vocab, fraction, split_seed))
+        if tc.is_modular:
+            splits.append(task.split(vocab, fraction, split_seed, val_fraction=tc.val_fraction))
+        else:
+            splits.append(task.split(vocab, fraction, split_seed, n_val=tc.n_val))
     return splits
 
 
 def build_data(cfg: RunConfig, vocab: Vocabulary
-               ) -> tuple[EnsembleExamples, EnsembleExamples, dict[str, EnsembleExamples]]:
-    """Train and test sets (the union over tasks for multi-task recipes) and per-task test sets."""
+               ) -> tuple[EnsembleExamples, EnsembleExamples, dict[str, EnsembleExamples], EnsembleExamples | None]:
+    """Train and test sets (the union over tasks for multi-task recipes), per-task test sets, and the validation
+    set (the union of the tasks' validation splits; None when no task has one)."""
     tasks = cfg.all_tasks()
     per_task = [member_splits(cfg, vocab, tc) for tc in tasks]
     k = len(cfg.member_list())
     train = stack_members([Examples.concat([splits[i].train for splits in per_task]) for i in range(k)])
     test = stack_members([Examples.concat([splits[i].test for splits in per_task]) for i in range(k)])
+    val = None
+    if any(splits[0].val is not None for splits in per_task):
+        val = stack_members([Examples.concat([splits[i].val for splits in per_task if splits[i].val is not None])
+                             for i in range(k)])
     task_sets = {}
     if len(tasks) > 1:
         task_sets = {tc.name: stack_members([s.test for s in splits]) for tc, splits in zip(tasks, per_task)}
     for tc in cfg.eval_tasks or []:  # other tasks watched during training (e.g. forgetting): their test splits
         if tc.name not in task_sets:
             task_sets[tc.name] = stack_members([s.test for s in member_splits(cfg, vocab, tc, False)])
-    return train, test, task_sets
+    return train, test, task_sets, val
 
 
 def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> None:
@@ -221,7 +231,7 @@ def build_setup(cfg: RunConfig) -> Setup:
         raise ValueError(f"recipe {cfg.recipe!r} is not a single training run (use grokkit.api.run)")
     vocab = build_vocab(cfg)
     tasks = [make_task(tc) for tc in cfg.all_tasks()]
-    train, test, task_sets = build_data(cfg, vocab)
+    train, test, task_sets, val = build_data(cfg, vocab)
     model = build_model(cfg, vocab)
     frozen: list[str] = []
     if cfg.init is not None:
@@ -229,6 +239,6 @@ def build_setup(cfg: RunConfig) -> Setup:
     if cfg.embedding_init is not None:
         frozen = init_embedding(cfg, model, vocab)
     setup = Setup(cfg, vocab, tasks[0], model, train, test, Objective([], lambda *a: None), task_sets=task_sets,
-                  tasks=tasks, frozen=frozen)
+                  tasks=tasks, frozen=frozen, val=val)
     recipes[cfg.recipe](setup)
     return setup
