@@ -93,6 +93,17 @@ def main() -> None:
         return wall, float(table.groupby("group").group_wall_seconds.first().sum()), \
             table.sort_values("trial").final_test_acc.tolist()
 
+    def ray_sweep(tag: str, **init) -> tuple[float, float, float, float, list[float]]:
+        """A sweep on the Ray executor between ray.init(**init) and ray.shutdown():
+        (init s, sweep wall s, trainers' s, shutdown s, final test accuracies)."""
+        t0 = time.perf_counter()
+        ray.init(include_dashboard=False, log_to_driver=False, **init)
+        started = time.perf_counter() - t0
+        wall, train, acc = sweep(tag, executor="ray")
+        t0 = time.perf_counter()
+        ray.shutdown()
+        return started, wall, train, time.perf_counter() - t0, acc
+
     rounds = []
     try:
         if cluster is not None:
@@ -107,26 +118,15 @@ def main() -> None:
             pool, pool_train, acc_pool = sweep(f"pool{r}", workers=2)
             row["local_pool"] = {"wall_s": round(pool, 3), "train_s": round(pool_train, 3), "slots": 2,
                                  "overhead_per_group_s": round((2 * pool - local) / g, 3)}
-            t0 = time.perf_counter()
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-            init = time.perf_counter() - t0
-            wall, train, acc_ray = sweep(f"ray{r}", executor="ray")
-            t0 = time.perf_counter()
-            ray.shutdown()
-            row["ray_local"] = {"init_s": round(init, 3), "wall_s": round(wall, 3),
-                                "shutdown_s": round(time.perf_counter() - t0, 3), "train_s": round(train, 3),
-                                "slots": 1, "overhead_per_group_s": round((wall - local) / g, 3),
-                                "overhead_vs_local_per_group_s": round((wall - local) / g, 3)}
+            init, wall, train, stop, acc_ray = ray_sweep(f"ray{r}", num_cpus=1)
+            row["ray_local"] = {"init_s": round(init, 3), "wall_s": round(wall, 3), "shutdown_s": round(stop, 3),
+                                "train_s": round(train, 3), "slots": 1,
+                                "overhead_per_group_s": round((wall - local) / g, 3)}
             same = acc_pool == acc and acc_ray == acc
             if cluster is not None:
-                t0 = time.perf_counter()
-                ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
-                init = time.perf_counter() - t0
-                wall, train, acc_cl = sweep(f"cluster{r}", executor="ray")
-                t0 = time.perf_counter()
-                ray.shutdown()
+                init, wall, train, stop, acc_cl = ray_sweep(f"cluster{r}", address=cluster.address)
                 row["ray_cluster"] = {"connect_s": round(init, 3), "wall_s": round(wall, 3),
-                                      "disconnect_s": round(time.perf_counter() - t0, 3), "train_s": round(train, 3),
+                                      "disconnect_s": round(stop, 3), "train_s": round(train, 3),
                                       "slots": 2, "overhead_per_group_s": round((2 * wall - local) / g, 3),
                                       "overhead_vs_local_pool_per_group_s": round(2 * (wall - pool) / g, 3)}
                 same = same and acc_cl == acc

@@ -5,7 +5,7 @@ import torch
 from grokkit.api import prepare, run
 from grokkit.config import parse_config
 from grokkit.engine import Trainer
-from helpers import tiny_config
+from helpers import run_killed, tiny_config
 
 
 def _curves(cfg_dict, tmp_path, name):
@@ -48,21 +48,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatc
     cfg = parse_config(tiny_config(training__batch_size=32, optimizer__transforms=transforms))
     full = run(cfg, tmp_path / "full", progress=False)
 
-    original = Trainer.train_step
-    calls = {"n": 0}
-
-    def crashing_step(self):
-        calls["n"] += 1
-        if calls["n"] == 47:  # last checkpoint was at step 40
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "killed", progress=False)
+    run_killed(cfg, tmp_path / "killed", monkeypatch)  # last checkpoint at step 40
     assert (tmp_path / "killed" / "checkpoint.safetensors").exists()
     assert not (tmp_path / "killed" / "summary.json").exists()
-    monkeypatch.setattr(Trainer, "train_step", original)
     resumed = run(cfg, tmp_path / "killed", progress=False)
     a = pd.read_csv(tmp_path / "full" / "metrics.csv")
     b = pd.read_csv(tmp_path / "killed" / "metrics.csv")

@@ -23,7 +23,7 @@ from grokkit.checkpoint import CHECKPOINT_FILE, DiskFullError, atomic_write, ato
 from grokkit.cli import app
 from grokkit.config import ConfigError, JointConfig, load_config, parse_config
 from grokkit.engine import Trainer
-from helpers import tiny_config
+from helpers import run_killed, tiny_config
 
 runner = CliRunner()
 
@@ -199,23 +199,11 @@ def test_metrics_csv_is_on_disk_while_training_and_a_resumed_run_ends_with_the_s
     run(cfg, tmp_path / "full", progress=False, log=quiet)
     full = pd.read_csv(tmp_path / "full" / "metrics.csv")
 
-    original = Trainer.train_step
-    calls = {"n": 0}
-
-    def crashing_step(self):
-        calls["n"] += 1
-        if calls["n"] == 47:  # last checkpoint was at step 40
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "killed", progress=False, log=quiet)
+    run_killed(cfg, tmp_path / "killed", monkeypatch, log=quiet)  # last checkpoint at step 40
     assert not (tmp_path / "killed" / "summary.json").exists()
     so_far = pd.read_csv(tmp_path / "killed" / "metrics.csv")
     assert sorted(so_far.step.unique()) == [0, 20, 40]
     pd.testing.assert_frame_equal(so_far, full[full.step <= 40].reset_index(drop=True))
-    monkeypatch.setattr(Trainer, "train_step", original)
     run(cfg, tmp_path / "killed", progress=False, log=quiet)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "killed" / "metrics.csv"), full)
 

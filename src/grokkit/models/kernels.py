@@ -23,6 +23,7 @@ same values as the plain computation, bit for bit in the tests.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from typing import Any
@@ -42,10 +43,11 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tu
         return torch.sparse_csr_tensor(rows, cols, values, shape, check_invariants=False)
 
 
-def _transposed_structure(flat_index: torch.Tensor, n_rows: int, n_table: int, per_row: int
+def _transposed_structure(flat_index: torch.Tensor, n_table: int, per_row: int
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r): (crow, col, order), where
-    ``order`` sorts the flattened entries by table row (stable, so sums run in row order)."""
+    """CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r), where ``flat_index`` is
+    ``index [n_rows, per_row]`` flattened: (crow, col, order), ``order`` sorting the entries by table row (stable, so
+    sums run in row order)."""
     order = torch.argsort(flat_index, stable=True)
     crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
     crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
@@ -57,15 +59,15 @@ def _transposed_structure(flat_index: torch.Tensor, n_rows: int, n_table: int, p
 _cache: dict[str, Any] = {}
 
 
-def _structure(flat_index: torch.Tensor, n_rows: int, n_table: int, per_row: int
+def _structure(flat_index: torch.Tensor, n_table: int, per_row: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_transposed_structure`, reused while the index (compared by value) and table size stay the same."""
+    """:func:`_transposed_structure`, reused while the index (compared by value) and the sizes stay the same."""
     key = _cache.get("index")
     if (isinstance(key, torch.Tensor) and key.shape == flat_index.shape and key.device == flat_index.device
-            and _cache["n_table"] == (n_table, per_row) and torch.equal(key, flat_index)):
+            and _cache["sizes"] == (n_table, per_row) and torch.equal(key, flat_index)):
         return _cache["structure"]
-    structure = _transposed_structure(flat_index, n_rows, n_table, per_row)
-    _cache.update(index=flat_index.clone(), n_table=(n_table, per_row), structure=structure)
+    structure = _transposed_structure(flat_index, n_table, per_row)
+    _cache.update(index=flat_index.clone(), sizes=(n_table, per_row), structure=structure)
     return structure
 
 
@@ -83,7 +85,7 @@ class _WeightedRowSum(torch.autograd.Function):
         grad = grad.contiguous()
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
-            crow, col, order = _structure(flat, n, table.shape[0], j)
+            crow, col, order = _structure(flat, table.shape[0], j)
             wt = _csr(crow, col, weights.reshape(-1)[order], (table.shape[0], n))
             grad_table = wt @ grad
         if ctx.needs_input_grad[2]:
@@ -124,25 +126,16 @@ def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return F.embedding(index, table)
 
 
-
-def _fused_linear_available() -> bool:
+@functools.cache
+def fused_linear_available() -> bool:
+    """Whether oneDNN's linear with a fused ReLU (``torch.ops.mkldnn._linear_pointwise``) runs in this build
+    (probed once per process)."""
     try:
         x = torch.ones(1, 1)
         out = torch.ops.mkldnn._linear_pointwise(x, x * 2, x.view(1) * -3, "relu", [], "")
         return bool(out.item() == 0.0)  # relu(1 * 2 - 3) = 0: the op exists and fuses what it says
     except (AttributeError, RuntimeError, TypeError):  # a build without oneDNN, or a changed private signature
         return False
-
-
-_FUSED_LINEAR: bool | None = None
-
-
-def fused_linear_available() -> bool:
-    """Whether oneDNN's linear with a fused ReLU (``torch.ops.mkldnn._linear_pointwise``) runs in this build."""
-    global _FUSED_LINEAR
-    if _FUSED_LINEAR is None:
-        _FUSED_LINEAR = _fused_linear_available()
-    return _FUSED_LINEAR
 
 
 class _ReluMLP(torch.autograd.Function):
