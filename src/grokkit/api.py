@@ -27,7 +27,7 @@ from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, ato
 from grokkit.config import ConfigError, RunConfig, parse_config
 from grokkit.engine import Trainer, TrainResult
 from grokkit.plots import plot_curves
-from grokkit.recipes import Setup, build_setup
+from grokkit.recipes import RECIPES, Setup, build_setup
 from grokkit.recipes.distill import TeacherError
 from grokkit.sinks import check_sinks, make_sinks
 
@@ -163,14 +163,9 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
     console = Console(stderr=True, soft_wrap=True)
     log = log or (lambda msg: console.print(msg, highlight=False, markup=False))
     out_path = Path(out) if out is not None else None
-    if cfg.recipe == "continual":
-        from grokkit.recipes.continual import run_continual
-
-        return run_continual(cfg, out_path, progress, log)
-    if cfg.recipe == "transfer":
-        from grokkit.recipes.transfer import run_transfer
-
-        return run_transfer(cfg, out_path, progress, log)
+    recipe = RECIPES.get(cfg.recipe)
+    if recipe.stages is not None:
+        return recipe.stages(cfg, out_path, progress, log)
     state = _check_out_dir(out_path, cfg) if out_path is not None else "new"
     if state == "done":
         assert out_path is not None

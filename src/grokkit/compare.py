@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec  # noqa: E402
-from grokkit.demo import markdown_table  # noqa: E402
+from grokkit.tables import markdown_table  # noqa: E402
 
 
 class CompareError(ValueError):

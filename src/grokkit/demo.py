@@ -21,6 +21,7 @@ from grokkit.api import run
 from grokkit.checkpoint import atomic_write, atomic_write_text
 from grokkit.config import RunConfig, apply_overrides, parse_config
 from grokkit.plots import plot_groups
+from grokkit.tables import cell, markdown_table  # noqa: F401 (markdown_table: re-exported)
 
 CONFIGS = ("teacher_add113.yaml", "student_add107_distill.yaml", "student_add107_scratch.yaml")
 
@@ -94,19 +95,6 @@ def headline_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def _cell(v: Any) -> str:
-    return "never" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    def cell(v: Any) -> str:
-        return _cell(v)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 #: width of tables printed to something that is not a terminal (a log file, a pipe): wide enough not to cut a column
 LOG_WIDTH = 200
 
@@ -125,7 +113,7 @@ def _print_table(console: Console, table: pd.DataFrame, teacher_line: str, total
     for c in table.columns:
         t.add_column(c, no_wrap=True)
     for row in table.itertuples(index=False):
-        t.add_row(*(_cell(v) for v in row))
+        t.add_row(*(cell(v) for v in row))
     console.print(teacher_line, highlight=False)
     console.print(t)
     console.print(f"total wall-clock: {total:.0f} s", highlight=False)

@@ -1,8 +1,10 @@
 """The training engine: one loop for every recipe, training an ensemble of K members in one batched computation.
 
-A recipe supplies the data (one train and test set per member) and an :class:`Objective` (which positions to score
-and how per-example losses are formed). The engine does the rest: optimiser and gradient transforms, evaluation,
-per-member metrics and ``steps_to_generalize``, NaN isolation, early stopping, checkpoints and resume.
+A recipe supplies the data (one train and test set per member) and an :class:`Objective` (which positions to score,
+how per-example losses are formed and, optionally, what an evaluation measures). The engine takes only the settings
+it needs (:class:`EngineSettings`, made from a run config by :meth:`EngineSettings.from_config`) and does the rest:
+optimiser and gradient transforms, evaluation, per-member metrics and ``steps_to_generalize``, NaN isolation, early
+stopping, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import torch
 from torch.func import functional_call
 
 from grokkit.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from grokkit.config import RunConfig
 from grokkit.losses import restrict as restrict_classes
 from grokkit.losses import task_loss
 from grokkit.models import EnsembleModel
 from grokkit.optim import EnsembleOptimizer, build_transform
 from grokkit.runtime import tune_allocator
+from grokkit.sections import LossConfig, OptimizerConfig, TrainingConfig
 from grokkit.tasks import POSITIONS, EnsembleExamples
 
 FINAL = POSITIONS["final"]
@@ -41,11 +43,33 @@ class Objective:
     targets such as precomputed teacher outputs (None: the full training set, in order); ``members`` is the member
     slice being computed; ``step`` the number of optimiser steps taken so far (for schedules).
     ``final``: the position the answer is read from (evaluation, accuracy); the modular tasks' final token by
-    default, the last bit for bit tasks."""
+    default, the last bit for bit tasks.
+    ``evaluate(model, data) -> (loss [K], accuracy [K])``: what an evaluation measures on a data set (train, test,
+    validation, each watched task); None: the task loss and accuracy at ``final`` (:meth:`Trainer.task_metrics`)."""
 
     positions: list[int]
     loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor | None, slice, int], torch.Tensor]
     final: int = FINAL
+    evaluate: Callable[[Any, EnsembleExamples], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything the engine reads of a run: the members' seeds and their own learning rates and weight decays, the
+    optimiser, the training loop and the loss (kind, dtype, answer-range restriction)."""
+
+    seeds: list[int]
+    lr: list[float]
+    weight_decay: list[float]
+    optimizer: OptimizerConfig
+    training: TrainingConfig
+    loss: LossConfig
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> EngineSettings:
+        """From a :class:`~grokkit.config.RunConfig` (member values resolved by ``cfg.member_values``)."""
+        return cls([m.seed for m in cfg.member_list()], cfg.member_values("lr"), cfg.member_values("weight_decay"),
+                   cfg.optimizer, cfg.training, cfg.loss)
 
 
 @dataclass
@@ -88,9 +112,9 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def member_chunk_size(cfg: RunConfig, n_members: int, rows_per_member: int, device: torch.device) -> int:
-    if cfg.training.member_chunk is not None:
-        return min(cfg.training.member_chunk, n_members)
+def member_chunk_size(training: TrainingConfig, n_members: int, rows_per_member: int, device: torch.device) -> int:
+    if training.member_chunk is not None:
+        return min(training.member_chunk, n_members)
     if device.type != "cpu":
         return n_members
     return max(1, min(n_members, CPU_CHUNK_ROWS // max(1, rows_per_member)))
@@ -99,7 +123,7 @@ def member_chunk_size(cfg: RunConfig, n_members: int, rows_per_member: int, devi
 class Trainer:
     def __init__(
         self,
-        cfg: RunConfig,
+        cfg: Any,
         model: EnsembleModel,
         train: EnsembleExamples,
         test: EnsembleExamples,
@@ -110,8 +134,10 @@ class Trainer:
         frozen: list[str] | None = None,
         val: EnsembleExamples | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.device = torch.device(cfg.training.device)
+        """``cfg``: the :class:`EngineSettings` (or a run config, from which they are taken)."""
+        self.settings = cfg if isinstance(cfg, EngineSettings) else EngineSettings.from_config(cfg)
+        settings = self.settings
+        self.device = torch.device(settings.training.device)
         if self.device.type == "cpu":
             tune_allocator()
         self.model = model.to(self.device)
@@ -122,14 +148,11 @@ class Trainer:
         self.final_index = objective.positions.index(objective.final)
         self.checkpoint_dir = checkpoint_dir
         self.log = log
-        members = cfg.member_list()
-        self.seeds = [m.seed for m in members]
-        k = len(members)
-        opt = cfg.optimizer
-        lr = torch.tensor([m.lr if m.lr is not None else opt.lr for m in members], device=self.device)
-        wd = torch.tensor(
-            [m.weight_decay if m.weight_decay is not None else opt.weight_decay for m in members], device=self.device
-        )
+        self.seeds = list(settings.seeds)
+        k = len(self.seeds)
+        opt = settings.optimizer
+        lr = torch.tensor(settings.lr, device=self.device)
+        wd = torch.tensor(settings.weight_decay, device=self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         # frozen parameters stay in the model (the forward pass reads them) but are never optimised
@@ -144,14 +167,14 @@ class Trainer:
         )
         self.transform = build_transform([t.model_dump() for t in opt.transforms])
         self.transform_state = self.transform.init(self.params)
-        self.loss_dtype = getattr(torch, cfg.loss.dtype)
+        self.loss_dtype = getattr(torch, settings.loss.dtype)
         self.active = torch.ones(k, dtype=torch.bool, device=self.device)
         self.failed_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
         n_train = self.train_set.tokens.shape[1]
-        batch = cfg.training.batch_size
+        batch = settings.training.batch_size
         self.batch_size = batch if batch and batch < n_train else None
         rows = (self.batch_size or n_train) * len(objective.positions)
-        self.chunk = member_chunk_size(cfg, k, rows, self.device)
+        self.chunk = member_chunk_size(settings.training, k, rows, self.device)
         self.generators = [torch.Generator().manual_seed(s + 1_000_003) for s in self.seeds]
         self.n_valid = self.train_set.weight.sum(1).long().tolist()  # real (unpadded) training rows per member
         self._grad_buffers: list[torch.Tensor] | None = None
@@ -224,19 +247,27 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate_set(self, data: EnsembleExamples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member task loss and accuracy at the final position, ``([K], [K])``."""
+        """Per-member loss and accuracy on ``data``, ``([K], [K])``: the objective's ``evaluate``, by default
+        :meth:`task_metrics`."""
+        if self.objective.evaluate is not None:
+            return self.objective.evaluate(self.model, data)
+        return self.task_metrics(data)
+
+    @torch.no_grad()
+    def task_metrics(self, data: EnsembleExamples) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member task loss and accuracy at the objective's final position, ``([K], [K])``."""
         k, n = data.labels.shape
         chunk_rows = max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
         loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.float64, device=self.device)
-        restrict = self.cfg.loss.restrict_to_answer_range
+        restrict = self.settings.loss.restrict_to_answer_range
         uniform = int(data.answer_range.max()) if bool((data.answer_range == data.answer_range.max()).all()) else None
         for start in range(0, n, chunk_rows):
             sl = slice(start, start + chunk_rows)
             logits = self.model(data.tokens[:, sl], [self.objective.final])[:, :, 0]
             labels, w = data.labels[:, sl], data.weight[:, sl].double()
             answer_range = (uniform or data.answer_range[:, sl]) if restrict else None
-            loss = task_loss(logits, labels, self.cfg.loss.kind, answer_range, self.loss_dtype)
+            loss = task_loss(logits, labels, self.settings.loss.kind, answer_range, self.loss_dtype)
             logits, mask = restrict_classes(logits, answer_range)
             if mask is not None:
                 logits = logits.masked_fill(~mask, float("-inf"))
@@ -255,7 +286,7 @@ class Trainer:
             val_loss, val_acc = self.evaluate_set(self.val_set)
             val = (val_loss.cpu().tolist(), val_acc.cpu().tolist())
         active = self.active.tolist()
-        threshold = self.cfg.training.generalization_threshold
+        threshold = self.settings.training.generalization_threshold
         values = torch.stack([train_loss, train_acc, test_loss, test_acc, norms.double()]).cpu().tolist()
         task_values = {name: (loss.cpu().tolist(), acc.cpu().tolist()) for name, (loss, acc) in per_task.items()}
         for k, seed in enumerate(self.seeds):
@@ -335,7 +366,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ the loop
     def fit(self, progress: Any = None) -> TrainResult:
-        tc = self.cfg.training
+        tc = self.settings.training
         t0 = time.perf_counter()
         reported: set[int] = set((~self.active).nonzero().flatten().tolist())
         resumed_at = self.step
@@ -370,7 +401,7 @@ class Trainer:
         members = []
         failed_step = self.failed_step.tolist()
         last = {r["member"]: r for r in self.rows}  # each member's last evaluation
-        threshold = self.cfg.training.generalization_threshold
+        threshold = self.settings.training.generalization_threshold
         curves: dict[int, list[dict[str, Any]]] = {}
         for r in self.rows:
             curves.setdefault(r["member"], []).append(r)

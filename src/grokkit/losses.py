@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-TASK_LOSSES = ("cross_entropy", "stablemax")
+from grokkit.registry import Registry
 
 
 def class_mask(answer_range: torch.Tensor | None, n_classes: int) -> torch.Tensor | None:
@@ -41,6 +41,12 @@ def log_softmax(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return logits.log_softmax(-1)
 
 
+#: task losses (``loss.kind``) -> log class probabilities ``f(logits, mask)``; a new normaliser is one entry here
+TASK_LOSSES: Registry = Registry("task loss")
+TASK_LOSSES.add("cross_entropy", log_softmax)
+TASK_LOSSES.add("stablemax", log_stablemax)
+
+
 def restrict(logits: torch.Tensor, answer_range: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logits, mask) for an answer range: an ``int`` (every example alike) slices the classes, which is cheaper
     than a per-example mask; a tensor ``[...]`` gives a mask."""
@@ -56,11 +62,7 @@ def task_log_probs(
     """Log class probabilities under the task loss's normaliser (softmax or StableMax), computed in ``dtype``."""
     logits, mask = restrict(logits, answer_range)
     logits = logits.to(dtype)
-    if kind == "cross_entropy":
-        return log_softmax(logits, mask)
-    if kind == "stablemax":
-        return log_stablemax(logits, mask)
-    raise ValueError(f"unknown task loss {kind!r}; allowed: {', '.join(TASK_LOSSES)}")
+    return TASK_LOSSES.get(kind)(logits, mask)
 
 
 def task_loss(

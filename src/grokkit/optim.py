@@ -17,6 +17,8 @@ from typing import Protocol
 
 import torch
 
+from grokkit.registry import Registry
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 State = dict[str, list[torch.Tensor]]
@@ -225,9 +227,10 @@ class Chain:
         return out, new_state
 
 
-TRANSFORMS: dict[str, type] = {
-    "orthogonal_grad": OrthogonalGrad, "grokfast_ema": GrokfastEMA, "grokfast_ma": GrokfastMA,
-}
+#: gradient transforms (``optimizer.transforms[].name``) -> their class; a new transform is one entry here
+TRANSFORMS: Registry[type] = Registry("gradient transform")
+for _name, _cls in (("orthogonal_grad", OrthogonalGrad), ("grokfast_ema", GrokfastEMA), ("grokfast_ma", GrokfastMA)):
+    TRANSFORMS.add(_name, _cls)
 
 
 def build_transform(specs: Sequence[dict[str, object]]) -> Chain:
@@ -236,7 +239,5 @@ def build_transform(specs: Sequence[dict[str, object]]) -> Chain:
     for spec in specs:
         kwargs = dict(spec)
         name = str(kwargs.pop("name"))
-        if name not in TRANSFORMS:
-            raise ValueError(f"unknown gradient transform {name!r}; allowed: {', '.join(TRANSFORMS)}")
-        transforms.append(TRANSFORMS[name](**kwargs))
+        transforms.append(TRANSFORMS.get(name)(**kwargs))
     return Chain(tuple(transforms))

@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Union
 
 import torch
+from pydantic import Discriminator, Tag
 
-from grokkit.models.mlp import EnsembleMLP, MLPShape
-from grokkit.models.transformer import EnsembleTransformer, FactorisedEmbed, TransformerShape
+from grokkit.models.mlp import EnsembleMLP, MLPConfig, MLPShape
+from grokkit.models.spec import MODELS, ModelSpec
+from grokkit.models.transformer import EnsembleTransformer, FactorisedEmbed, TransformerConfig, TransformerShape
 
 EnsembleModel = EnsembleTransformer | EnsembleMLP
 
-#: model kind (``model.kind`` in a config) -> (class, shape class)
-MODEL_KINDS: dict[str, tuple[type, type]] = {
-    "transformer": (EnsembleTransformer, TransformerShape),
-    "mlp": (EnsembleMLP, MLPShape),
-}
+
+def _kind(value: Any) -> str:
+    return value.get("kind", "transformer") if isinstance(value, dict) else getattr(value, "kind", "transformer")
+
+
+#: the ``model:`` section: one config class per registered model kind, chosen by ``kind`` (default transformer)
+ModelConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in MODELS.items())],  # type: ignore[valid-type]  # noqa: UP007
+    Discriminator(_kind),
+]
 
 
 def build_model_from_shape(kind: str, shape: dict[str, Any], seeds: Sequence[int]) -> EnsembleModel:
     """A freshly initialised model of ``kind`` from a shape dictionary (as saved in model files)."""
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"model kind {kind!r} unknown; allowed: {', '.join(MODEL_KINDS)}")
-    cls, shape_cls = MODEL_KINDS[kind]
-    return cls(shape_cls(**shape), seeds)
+    spec = MODELS.get(kind)
+    return spec.model_class(spec.shape_class(**shape), seeds)
 
 
 def same_model(model: EnsembleModel, seeds: Sequence[int]) -> EnsembleModel:
@@ -52,5 +57,6 @@ def unfactorised(model: EnsembleModel) -> EnsembleModel:
     return plain
 
 
-__all__ = ["MODEL_KINDS", "EnsembleMLP", "EnsembleModel", "EnsembleTransformer", "FactorisedEmbed", "MLPShape",
-           "TransformerShape", "build_model_from_shape", "same_model", "unfactorised"]
+__all__ = ["MODELS", "EnsembleMLP", "EnsembleModel", "EnsembleTransformer", "FactorisedEmbed", "MLPConfig", "MLPShape",
+           "ModelConfig", "ModelSpec", "TransformerConfig", "TransformerShape", "build_model_from_shape", "same_model",
+           "unfactorised"]

@@ -30,11 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
+from grokkit.models.spec import MODELS, ModelSpec
 from grokkit.models.transformer import FactorisedEmbed, _Embed, _Unembed
 
 
@@ -158,3 +161,33 @@ class EnsembleMLP(nn.Module):
             x = torch.relu(torch.einsum("kni,kio->kno", x, layer.W))
             cache[f"layers.{i}.hook_post"] = x
         return torch.einsum("kni,kio->kno", x, self.unembed.W_U), cache
+
+
+@MODELS.register("mlp")
+class MLPConfig(ModelSpec):
+    """``kind: mlp``: GrokTransfer's bias-free ReLU MLP over concatenated token embeddings: d_embed, d_mlp = width
+    (default 4 * d_embed), n_layers = weight matrices after the embedding, the unembedding included (default 2)."""
+
+    model_class: ClassVar[type] = EnsembleMLP
+    shape_class: ClassVar[type] = MLPShape
+
+    kind: Literal["mlp"]
+    n_layers: int = Field(2, ge=1)
+    d_embed: int = Field(128, ge=1, description="embedding width per token")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _width_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("d_mlp") is None:
+            data = {k: v for k, v in data.items() if v is not None or k != "d_embed"}
+            d_embed = data.get("d_embed") if data.get("d_embed") is not None else 128
+            data["d_mlp"] = 4 * d_embed if isinstance(d_embed, int) else d_embed  # a bad d_embed fails on its own
+        return data
+
+    @property
+    def embed_width(self) -> int:
+        return self.d_embed
+
+    def shape(self, d_vocab: int, d_vocab_out: int, n_ctx: int, embed_rank: int | None) -> MLPShape:
+        return MLPShape(d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx, n_layers=self.n_layers,
+                        d_embed=self.d_embed, d_mlp=self.d_mlp, embed_rank=embed_rank)

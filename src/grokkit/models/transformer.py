@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from grokkit.models.kernels import gather_rows, relu_mlp, weighted_row_sum
+from grokkit.models.spec import MODELS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -370,3 +373,27 @@ class EnsembleTransformer(nn.Module):
             x = _layer_norm(x, self.ln_final.w, self.ln_final.b)
         logits = torch.einsum("kntd,kdv->kntv", x, self.unembed.W_U)
         return logits, cache
+
+
+@MODELS.register("transformer")
+class TransformerConfig(ModelSpec):
+    """``kind: transformer`` (the default): d_model, n_heads, d_head, d_mlp, activation, layer_norm."""
+
+    model_class: ClassVar[type] = EnsembleTransformer
+    shape_class: ClassVar[type] = TransformerShape
+
+    kind: Literal["transformer"] = "transformer"
+    d_model: int = Field(128, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_head: int = Field(32, ge=1)
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm: bool = False
+
+    @property
+    def embed_width(self) -> int:
+        return self.d_model
+
+    def shape(self, d_vocab: int, d_vocab_out: int, n_ctx: int, embed_rank: int | None) -> TransformerShape:
+        return TransformerShape(d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx, n_layers=self.n_layers,
+                                d_model=self.d_model, n_heads=self.n_heads, d_head=self.d_head, d_mlp=self.d_mlp,
+                                activation=self.activation, layer_norm=self.layer_norm, embed_rank=embed_rank)

@@ -1,28 +1,65 @@
-"""What every recipe shares: vocabulary, per-member data, the model; and the recipe registry."""
+"""What every recipe shares: vocabulary, per-member data, the model and its initialisation (the ``init:`` and
+``embedding_init:`` sections, owned here); and :func:`build_setup`, which builds a single run through the recipe
+registry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field, NonNegativeInt
 
-from grokkit.config import ModelConfig, RunConfig, TaskConfig
 from grokkit.engine import Objective
-from grokkit.models import EnsembleMLP, EnsembleModel, EnsembleTransformer, FactorisedEmbed, MLPShape, TransformerShape
+from grokkit.models import EnsembleModel, FactorisedEmbed
+from grokkit.recipes.registry import RECIPES, SECTIONS, Section
+from grokkit.schema import Strict
 from grokkit.tasks import (
+    LAYOUT_V1_OPERATIONS,
+    OPS,
     EnsembleExamples,
     Examples,
-    ModularTask,
-    SparseParityTask,
     Split,
     Task,
+    TaskSpec,
     Vocabulary,
-    XorTask,
-    bit_vocabulary,
     stack_members,
 )
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+
+
+class InitConfig(Strict):
+    """Start from a trained model's weights instead of a random initialisation (fine-tuning, continual training)."""
+
+    model: str = Field(..., description="run directory or model .safetensors file")
+    member: int | None = Field(
+        None, ge=0, description="which member to copy into every member; None: member k into member k (the model "
+        "must have as many members) or its only member into all")
+
+
+class EmbeddingInitConfig(Strict):
+    """Start the embedding as ``W_E = A @ B`` (GrokTransfer's E_T = A B): ``A`` (``embed.W_E_A``, d_vocab x d_W) is
+    a trained model's ``W_E``, ``B`` (``embed.W_E_B``, d_W x d_model) random; the rest of the model is initialised
+    as usual."""
+
+    model: str = Field(..., description="run directory or model file whose W_E becomes A")
+    member: NonNegativeInt | list[NonNegativeInt] | None = Field(
+        None, description="which member's W_E seeds every member, or a list: the source member of each member in "
+        "turn; None: member k seeds member k (the model must have as many members) or its only member all")
+    freeze_A: bool = Field(False, description="keep A at the source's W_E (no gradient, no weight decay)")
+    freeze_B: bool = Field(False, description="keep B at its random initialisation")
+    b_init_std: float | None = Field(
+        None, gt=0, description="std of B's entries; None: chosen so that A @ B has the RMS entry of the model's "
+        "usual W_E initialisation (std_usual / RMS row norm of A), keeping the rest of the init calibrated")
+
+
+#: the sections that initialise a model from a trained one, taken by the single-run recipes
+INITIALISERS = ("init", "embedding_init")
+SECTIONS.add("init", Section(InitConfig))
+SECTIONS.add("embedding_init", Section(EmbeddingInitConfig))
+
 
 
 @dataclass
@@ -54,39 +91,31 @@ class Setup:
         return "+".join(t.name for t in self.tasks) if self.tasks else self.task.name
 
 
-def make_task(tc: TaskConfig) -> Task:
-    if tc.kind == "sparse_parity":
-        assert tc.n_bits is not None and tc.k is not None and tc.n_train is not None and tc.n_test is not None
-        return SparseParityTask(tc.n_bits, tc.k, tc.n_train, tc.n_test, tc.secret_seed, tc.positional_tokens)
-    if tc.kind == "xor":
-        assert tc.n_bits is not None and tc.n_train is not None and tc.n_test is not None
-        return XorTask(tc.n_bits, tc.n_train, tc.n_test, tc.label_noise, tc.positional_tokens)
-    return ModularTask(tc.op, tc.modulus)
+def make_task(tc: TaskSpec) -> Task:
+    return tc.build()
 
 
 def build_vocab(cfg: RunConfig) -> Vocabulary:
-    if not cfg.task.is_modular:
-        assert cfg.task.n_bits is not None
-        return bit_vocabulary(cfg.task.n_bits, cfg.task.positional_tokens)
+    """The task kind's own vocabulary, or the shared modular one: ``vocab.n_numbers`` (default: the largest modulus)
+    numbers, every operation and ``vocab.moduli`` (default: the task's modulus); see :class:`Vocabulary`."""
+    own = cfg.task.own_vocabulary()
+    if own is not None:
+        return own
     moduli_used = [t.modulus for t in cfg.all_tasks() + list(cfg.eval_tasks or [])]
     n = cfg.vocab.n_numbers if cfg.vocab.n_numbers is not None else max(moduli_used)
     moduli = tuple(cfg.vocab.moduli) if cfg.vocab.moduli is not None else (cfg.task.modulus,)
-    return Vocabulary(n, moduli)
+    return Vocabulary(n, moduli, tuple(op for op in OPS.names() if op not in LAYOUT_V1_OPERATIONS))
 
 
-def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskConfig, use_member_fraction: bool = True) -> list[Split]:
+def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskSpec, use_member_fraction: bool = True) -> list[Split]:
     """One seeded split of task ``tc`` per member: the task's ``split_seed`` if set, else the member's own
-    ``split_seed``, else its seed."""
-    task = make_task(tc)
+    ``split_seed``, else its seed; a member's ``train_fraction`` replaces the task's (``use_member_fraction``)."""
+    own = use_member_fraction and tc.member_fraction and cfg.member_applies("train_fraction")
     splits = []
     for m in cfg.member_list():
-        fraction = m.train_fraction if (use_member_fraction and m.train_fraction is not None) else tc.train_fraction
         split_seed = tc.split_seed if tc.split_seed is not None else (
             m.split_seed if m.split_seed is not None else m.seed)
-        if tc.is_modular:
-            splits.append(task.split(vocab, fraction, split_seed, val_fraction=tc.val_fraction))
-        else:
-            splits.append(task.split(vocab, fraction, split_seed, n_val=tc.n_val))
+        splits.append(tc.split(vocab, split_seed, m.train_fraction if own else None))
     return splits
 
 
@@ -138,26 +167,17 @@ def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> None:
             p.copy_(w.expand_as(p) if w.shape[0] == 1 else w)
 
 
-def build_model(cfg: RunConfig, vocab: Vocabulary, model_cfg: ModelConfig | None = None) -> EnsembleModel:
-    m = model_cfg or cfg.model
+def build_model(cfg: RunConfig, vocab: Vocabulary) -> EnsembleModel:
+    """The run's model, freshly initialised (one member per seed), each member's weight matrices scaled by its
+    ``init_scale``."""
+    m = cfg.model
     n_ctx = make_task(cfg.task).sequence_length
     rank = None
     if cfg.embedding_init is not None:
         rank = _source_model(cfg.embedding_init.model)[0].embed.W_E.shape[-1]
-    members = cfg.member_list()
-    seeds = [mem.seed for mem in members]
-    model: EnsembleModel
-    if m.kind == "mlp":
-        assert m.d_embed is not None
-        model = EnsembleMLP(MLPShape(d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx,
-                                     n_layers=m.n_layers, d_embed=m.d_embed, d_mlp=m.d_mlp, embed_rank=rank), seeds)
-    else:
-        model = EnsembleTransformer(TransformerShape(
-            d_vocab=vocab.d_vocab, d_vocab_out=vocab.n_classes, n_ctx=n_ctx, n_layers=m.n_layers,
-            d_model=m.d_model, n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp, activation=m.activation,
-            layer_norm=m.layer_norm, embed_rank=rank,
-        ), seeds)
-    scale_init(model, [mem.init_scale if mem.init_scale is not None else m.init_scale for mem in members])
+    model: EnsembleModel = m.build(vocab.d_vocab, vocab.n_classes, n_ctx, [mem.seed for mem in cfg.member_list()],
+                                   rank)
+    scale_init(model, cfg.member_values("init_scale"))
     return model
 
 
@@ -223,11 +243,8 @@ def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> l
 
 
 def build_setup(cfg: RunConfig) -> Setup:
-    from grokkit.recipes import distill, joint, scratch
-
-    recipes: dict[str, Callable[[Setup], None]] = {"scratch": scratch.prepare, "distill": distill.prepare,
-                                                   "joint": joint.prepare}
-    if cfg.recipe not in recipes:
+    recipe = RECIPES.get(cfg.recipe)
+    if recipe.prepare is None:
         raise ValueError(f"recipe {cfg.recipe!r} is not a single training run (use grokkit.api.run)")
     vocab = build_vocab(cfg)
     tasks = [make_task(tc) for tc in cfg.all_tasks()]
@@ -240,5 +257,5 @@ def build_setup(cfg: RunConfig) -> Setup:
         frozen = init_embedding(cfg, model, vocab)
     setup = Setup(cfg, vocab, tasks[0], model, train, test, Objective([], lambda *a: None), task_sets=task_sets,
                   tasks=tasks, frozen=frozen, val=val)
-    recipes[cfg.recipe](setup)
+    recipe.prepare(setup)
     return setup

@@ -22,16 +22,40 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+from pydantic import Field
 
 from grokkit.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model
-from grokkit.config import RunConfig, parse_config
+from grokkit.recipes.distill import DistillSettings
+from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+
+
+class ContinualConfig(DistillSettings):
+    """Recipe ``continual``: start from a model grokked on ``tasks[0]``, then train on ``tasks[1]``, ``tasks[2]``, ...
+    in turn, each stage optionally distilled from the frozen model of the stage before."""
+
+    init: str = Field(..., description="run directory or model file of the model grokked on tasks[0]")
+    init_member: int | None = Field(None, ge=0, description="see init.member")
+    steps_per_stage: int = Field(2000, ge=1)
+    distill: bool = Field(False, description="distil each stage from the frozen model of the stage before (alpha, "
+                          "temperature, position: the shared distillation settings)")
+    distill_inputs: Literal["current", "previous"] = Field(
+        "current", description="current: distil on the new task's inputs (the paper's reading); previous: distil the "
+        "previous model's answers on the earlier tasks' training inputs (their labels are never used) while the new "
+        "task is learnt from its labels (alpha is then 1 on the earlier tasks' rows) -- learning without forgetting "
+        "with input replay")
+
 
 
 def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> RunConfig:
     """The run of stage ``i`` (1-based over ``tasks[1:]``), starting from the model at ``previous``."""
+    from grokkit.config import parse_config
+
     c = cfg.continual
     assert c is not None and cfg.tasks is not None
     k = len(cfg.member_list())
@@ -234,3 +258,8 @@ def plot_continual(metrics: pd.DataFrame, cfg: RunConfig, path: Path) -> None:
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
     plt.close(fig)
+
+
+SECTIONS.add("continual", Section(ContinualConfig))
+register(Recipe("continual", stages=run_continual, sections=("continual",), required=("continual",),
+                multi_task=True, summary="a grokked model trained on one task after another, optionally distilled"))

@@ -6,16 +6,51 @@ before training, for every training row of every member.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import torch
+from pydantic import Field
 
 from grokkit.checkpoint import CheckpointError, load_model
-from grokkit.config import DistillConfig
 from grokkit.engine import Objective
 from grokkit.losses import TeacherTargets, distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.models import EnsembleModel, same_model
-from grokkit.recipes.common import Setup
+from grokkit.recipes.common import INITIALISERS, Setup
+from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
 from grokkit.recipes.scratch import task_objective_term
+from grokkit.schema import Strict
 from grokkit.tasks import POSITIONS, Vocabulary
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+
+
+class DistillSettings(Strict):
+    """The distillation settings every recipe that distils shares (``distill:``, ``joint:``, ``continual:``): the
+    weight of the KL term, the temperature of both softmaxes and the sequence position distilled at."""
+
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the KL term: (1 - alpha) CE + alpha KL")
+    temperature: float = Field(2.0, gt=0)
+    position: Literal["operator", "final"] = "operator"
+
+
+class DistillConfig(DistillSettings):
+    """Recipe ``distill`` (and ``transfer.target_recipe: distill``): the task loss plus KL to a frozen teacher."""
+
+    teacher: str = Field(..., description="teacher run directory or model .safetensors file")
+    teacher_member: int | Literal["matched"] = Field(
+        0, description="which member of the teacher's ensemble teaches every student member; `matched`: teacher "
+        "member k teaches student member k (the teacher must have as many members)")
+    class_alignment: Literal["shared", "student_range"] = Field(
+        "shared",
+        description="shared: KL over all of the shared output classes; student_range: both distributions restricted "
+        "to the student's answers 0..P-1 and renormalised",
+    )
+    t2_scaling: bool = Field(False, description="multiply the KL term by T^2 (Hinton et al.)")
+    alpha_decay_start: int | None = Field(
+        None, ge=0, description="step from which alpha decays linearly to 0; None: constant alpha"
+    )
+    alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
 
 
 class TeacherError(ValueError):
@@ -88,11 +123,9 @@ def prepare(setup: Setup) -> None:
     cfg, d = setup.cfg, setup.cfg.distill
     assert d is not None
     teacher = load_teacher(d.teacher, d.teacher_member, setup)
-    members = cfg.member_list()
     dtype = getattr(torch, cfg.loss.dtype)
-    alpha = torch.tensor([m.alpha if m.alpha is not None else d.alpha for m in members], dtype=dtype)
-    temperature = torch.tensor([m.temperature if m.temperature is not None else d.temperature for m in members],
-                               dtype=dtype)
+    alpha = torch.tensor(cfg.member_values("alpha"), dtype=dtype)
+    temperature = torch.tensor(cfg.member_values("temperature"), dtype=dtype)
     position = POSITIONS[d.position]
     train = setup.train
     # student_range: both distributions over the student's answers 0..P-1 only (one task, so a slice)
@@ -117,3 +150,16 @@ def prepare(setup: Setup) -> None:
         return distillation_loss(task, kl, a, t, d.t2_scaling)
 
     setup.objective = Objective(positions=positions, loss=loss)
+
+
+SECTIONS.add("distill", Section(DistillConfig, misplaced="set `recipe: distill` (or, with recipe transfer, "
+                                "`transfer.target_recipe: distill`) or drop it"))
+
+
+def _check(cfg: RunConfig) -> None:
+    if cfg.distill is None:
+        raise ValueError("recipe `distill` needs a `distill:` section with at least `teacher:`")
+
+
+register(Recipe("distill", prepare=prepare, sections=("distill", *INITIALISERS), check=_check,
+                summary="the task loss plus KL to a frozen teacher at a chosen position"))

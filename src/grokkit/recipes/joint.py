@@ -13,15 +13,37 @@ recipe's operator position): with no labels, the position the answer is read fro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import torch
+from pydantic import Field
 
 from grokkit.engine import Objective
 from grokkit.losses import TeacherTargets, distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.recipes.common import Setup
-from grokkit.recipes.distill import load_teacher, teacher_logits
+from grokkit.recipes.distill import DistillSettings, load_teacher, teacher_logits
+from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
 from grokkit.recipes.scratch import prepare as prepare_task_loss
 from grokkit.recipes.scratch import task_objective_term
 from grokkit.tasks import POSITIONS
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+
+
+class JointConfig(DistillSettings):
+    """Recipe ``joint``: one model on the union of several tasks, by the task loss or by distillation only."""
+
+    mode: Literal["task_loss", "distill"] = "task_loss"
+    teachers: list[str | None] | None = Field(
+        None, description="distill mode: one teacher per task, in the order of `tasks`; null: that task's examples "
+        "are learnt from their labels")
+    teacher_member: int | Literal["matched"] = Field(0, description="see distill.teacher_member")
+    alpha: float = Field(1.0, ge=0, le=1, description="distill mode: 1 = distillation only (the paper's)")
+    position: Literal["operator", "final"] = Field(
+        "final", description="distill mode: the position the teachers' outputs are distilled at. final (the default): "
+        "the answer's position, which with alpha = 1 (no labels) must be taught by someone; operator: the paper's "
+        "choice for the distill recipe, for the mixed (alpha < 1) case")
 
 
 def prepare(setup: Setup) -> None:
@@ -70,3 +92,16 @@ def prepare(setup: Setup) -> None:
         return torch.where(has_teacher, mixed, task)
 
     setup.objective = Objective(positions=positions, loss=loss)
+
+
+def _check(cfg: RunConfig) -> None:
+    j = cfg.joint
+    if j is None:
+        raise ValueError("recipe `joint` needs a `joint:` section, and only that recipe takes one")
+    if j.mode == "distill" and (not j.teachers or len(j.teachers) != len(cfg.tasks or [])):
+        raise ValueError("joint.mode=distill needs `joint.teachers` with one teacher per task")
+
+
+SECTIONS.add("joint", Section(JointConfig))
+register(Recipe("joint", prepare=prepare, sections=("joint", "init"), required=("joint",), multi_task=True,
+                check=_check, summary="one model on the union of several tasks, by the task loss or distillation"))

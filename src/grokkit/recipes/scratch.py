@@ -6,7 +6,8 @@ import torch
 
 from grokkit.engine import Objective
 from grokkit.losses import task_loss
-from grokkit.recipes.common import Setup
+from grokkit.recipes.common import INITIALISERS, Setup
+from grokkit.recipes.registry import Recipe, register
 from grokkit.tasks import EnsembleExamples
 
 
@@ -26,3 +27,7 @@ def prepare(setup: Setup) -> None:
         loss=lambda logits, batch, rows, members, step: task_objective_term(setup, logits[:, :, 0], batch),
         final=setup.task.final_position,
     )
+
+
+register(Recipe("scratch", prepare=prepare, sections=INITIALISERS, bit_tasks=True,
+                summary="the task loss at the final position, nothing else"))

@@ -31,15 +31,44 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+from pydantic import Field
 
 from grokkit.checkpoint import MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
-from grokkit.config import RunConfig, parse_config
-from grokkit.models import unfactorised
+from grokkit.models import MLPConfig, ModelConfig, unfactorised
+from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.schema import Strict
+from grokkit.sections import OptimizerConfig
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
 
 CANDIDATE_SEED_STRIDE = 100_003
+
+
+class TransferConfig(Strict):
+    """Recipe ``transfer`` (GrokTransfer): train a weak model until ``weak_threshold`` test accuracy (or
+    ``weak_steps``), then train the run's ``model`` with its embedding initialised as A @ B, A = weak W_E."""
+
+    weak_model: ModelConfig = Field(
+        default_factory=lambda: MLPConfig(kind="mlp", d_embed=4, d_mlp=16, n_layers=2),
+        description="the weak model (default: GrokTransfer's 2-layer MLP, d_embed 4, width 16)")
+    weak_optimizer: OptimizerConfig | None = Field(None, description="the weak model's optimiser; None: `optimizer`")
+    weak_steps: int = Field(5000, ge=1, description="the weak model's step budget")
+    weak_threshold: float = Field(0.3, gt=0, le=1, description="stop the weak model once every member reaches this "
+                                  "test accuracy")
+    weak_eval_every: int | None = Field(None, ge=1, description="None: training.eval_every")
+    weak_candidates: int = Field(
+        1, ge=1, le=64, description="weak models trained per target member (initial seeds seed, seed + 100003, ...; "
+        "all on the member's split); the one with the highest final *training* accuracy gives A. 1: the paper")
+    freeze_A: bool = False
+    freeze_B: bool = False
+    b_init_std: float | None = Field(None, gt=0, description="see embedding_init.b_init_std")
+    target_recipe: Literal["scratch", "distill"] = Field(
+        "scratch", description="how the target trains: from labels, or distilled from the run's `distill:` teacher "
+        "(GrokTransfer + distillation); the weak model always trains from labels")
 
 
 def _base(cfg: RunConfig) -> dict[str, Any]:
@@ -52,6 +81,8 @@ def _base(cfg: RunConfig) -> dict[str, Any]:
 
 def weak_config(cfg: RunConfig) -> RunConfig:
     """Stage 1: the weak model, early-stopped at ``weak_threshold`` test accuracy."""
+    from grokkit.config import parse_config
+
     t = cfg.transfer
     assert t is not None
     data = _base(cfg)
@@ -92,6 +123,8 @@ def select_candidates(cfg: RunConfig, weak: dict[str, Any]) -> list[int] | None:
 def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None) -> RunConfig:
     """Stage 2: the run's model, its embedding A @ B with A from the weak model at ``weak_dir`` (member ``member[k]``
     of it for member k; None: member k)."""
+    from grokkit.config import parse_config
+
     t = cfg.transfer
     assert t is not None
     data = _base(cfg)
@@ -191,3 +224,19 @@ def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any
         "target": {k: v for k, v in target.items() if k not in drop},
         "versions": target["versions"],
     }
+
+
+def _check(cfg: RunConfig) -> None:
+    t = cfg.transfer
+    assert t is not None
+    if t.target_recipe == "distill" and cfg.distill is None:
+        raise ValueError("transfer.target_recipe=distill needs a `distill:` section with at least `teacher:`")
+    if t.target_recipe != "distill" and cfg.distill is not None:
+        raise ValueError(f"`distill:` is set but recipe is {cfg.recipe!r}; set `recipe: distill` (or, with recipe "
+                         "transfer, `transfer.target_recipe: distill`) or drop it")
+
+
+SECTIONS.add("transfer", Section(TransferConfig))
+register(Recipe("transfer", stages=run_transfer, sections=("transfer", "distill"), required=("transfer",),
+                bit_tasks=True, check=_check,
+                summary="GrokTransfer: a weak model's embedding initialises the target's as A @ B"))

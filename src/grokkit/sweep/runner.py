@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
-from grokkit.config import MemberConfig, RunConfig, parse_config
+from grokkit.config import MEMBER_SETTINGS, MemberConfig, RunConfig, parse_config
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
 
 LOCK_FILE = ".sweep.lock"
@@ -46,15 +46,7 @@ ATTEMPTS_DIR = ".attempts"
 #: errors are caught in :func:`run_group` and never retried). The retry resumes from the group's last checkpoint.
 RAY_MAX_RETRIES = 3
 #: Member-level settings: trials that differ only in these are packed into one ensemble.
-PACKABLE = {
-    "seed": ("seeds",),
-    "train_fraction": ("task", "train_fraction"),
-    "lr": ("optimizer", "lr"),
-    "weight_decay": ("optimizer", "weight_decay"),
-    "alpha": ("distill", "alpha"),
-    "temperature": ("distill", "temperature"),
-    "init_scale": ("model", "init_scale"),
-}
+PACKABLE = {"seed": ("seeds",), **{name: tuple(s.default.split(".")) for name, s in MEMBER_SETTINGS.items()}}
 
 
 @dataclass
@@ -91,17 +83,10 @@ def _pack_key(cfg: RunConfig) -> str:
 
 
 def _member(cfg: RunConfig) -> MemberConfig:
+    """The trial's one member with every member-level setting that applies to it written out explicitly."""
     m = cfg.member_list()[0]
-    return MemberConfig(
-        seed=m.seed,
-        lr=m.lr if m.lr is not None else cfg.optimizer.lr,
-        weight_decay=m.weight_decay if m.weight_decay is not None else cfg.optimizer.weight_decay,
-        train_fraction=None if cfg.tasks or not cfg.task.is_modular else (
-            m.train_fraction if m.train_fraction is not None else cfg.task.train_fraction),
-        alpha=(m.alpha if m.alpha is not None else cfg.distill.alpha) if cfg.distill else None,
-        temperature=(m.temperature if m.temperature is not None else cfg.distill.temperature) if cfg.distill else None,
-        init_scale=m.init_scale if m.init_scale is not None else cfg.model.init_scale,
-    )
+    values = {name: cfg.member_values(name)[0] for name in MEMBER_SETTINGS if cfg.member_applies(name)}
+    return MemberConfig(seed=m.seed, **values)
 
 
 def _fraction(t: Trial) -> float:
@@ -269,9 +254,10 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
                                                     if k_ not in ("format", "shape", "vocab", "seeds")})
         if len(rows):
             plot_curves(rows, d / "curves.png", f"{trial.id}: {summary['task']}, "
-                        f"{cfg.task.train_fraction:.0%} of pairs ({cfg.recipe})")
+                        f"{cfg.task.describe_data()} ({cfg.recipe})")
         s = dict(summary)
-        s.update(name=cfg.name, train_fraction=cfg.task.train_fraction, members=[summary["members"][i]],
+        s.update(name=cfg.name, train_fraction=getattr(cfg.task, "train_fraction", None),
+                 members=[summary["members"][i]],
                  wall_seconds=round(summary["wall_seconds"] / k, 3),
                  sweep={"trial": trial.id, "coords": trial.coords, "group": group.id, "pack_size": k, "index": i,
                         "group_wall_seconds": summary["wall_seconds"], "attempts": attempts,

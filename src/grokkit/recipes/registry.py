@@ -1,0 +1,59 @@
+"""The recipe registry and the registry of the optional config sections recipes own.
+
+A recipe is one module in this package that registers a :class:`Recipe` (and the config sections it owns, with
+:data:`SECTIONS`). ``grokkit.recipes`` imports every module of the package; the run config gets one optional field
+per registered section, and its ``recipe:`` accepts every registered recipe. Checks that only concern one recipe live
+in that recipe's ``check``; :class:`~grokkit.config.RunConfig` runs the shared ones (a section given to a recipe that
+does not take it, multi-task and bit-task rules) from the fields declared here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from grokkit.registry import Registry
+
+if TYPE_CHECKING:
+    from grokkit.config import RunConfig
+    from grokkit.recipes.common import Setup
+
+
+@dataclass(frozen=True)
+class Section:
+    """An optional top-level config section (``distill:``, ``transfer:``, ...): its model, and what to tell a user
+    who gave it to a recipe that does not take it (None: name the recipes that do)."""
+
+    model: type[BaseModel]
+    misplaced: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way of training. Exactly one of ``prepare`` (a single run: sets ``setup.objective``) or ``stages`` (a
+    sequence of runs, see :mod:`grokkit.api`) is given.
+
+    ``sections``: the optional sections it takes (``required`` ones it needs); ``multi_task``: it trains on
+    ``tasks:`` (two or more modular tasks) instead of ``task:``; ``bit_tasks``: it also runs tasks with their own
+    vocabulary (non-modular kinds); ``check``: its own consistency rules (raise ``ValueError``)."""
+
+    name: str
+    prepare: Callable[[Setup], None] | None = None
+    stages: Any = None
+    sections: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    multi_task: bool = False
+    bit_tasks: bool = False
+    check: Callable[[RunConfig], None] | None = None
+    summary: str = ""
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+SECTIONS: Registry[Section] = Registry("config section")
+
+
+def register(recipe: Recipe) -> Recipe:
+    return RECIPES.add(recipe.name, recipe)

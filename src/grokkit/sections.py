@@ -1,0 +1,106 @@
+"""The config sections of the components every recipe shares: vocabulary, loss, optimiser (and its gradient
+transforms), training loop, logging. Allowed values come from the components' registries."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from grokkit.losses import TASK_LOSSES
+from grokkit.optim import OPTIMIZERS, TRANSFORMS
+from grokkit.schema import Strict as _Strict
+
+
+def _registered(value: str, names: tuple[str, ...], what: str) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(names)}")
+    return value
+
+
+class VocabConfig(_Strict):
+    """The shared vocabulary. Teacher and student must agree on it, so paper configs spell it out."""
+
+    n_numbers: int | None = Field(None, ge=2, description="number tokens 0..n_numbers-1; default: the task modulus")
+    moduli: list[int] | None = Field(None, description="moduli with a token; default: the task modulus")
+
+
+class LossConfig(_Strict):
+    kind: str = Field("cross_entropy", description="a registered task loss (grokkit.losses.TASK_LOSSES)")
+    dtype: Literal["float64", "float32"] = "float64"
+    restrict_to_answer_range: bool = Field(
+        True, description="score only classes 0..P-1 of each example's modulus P (losses and accuracy)"
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(v, TASK_LOSSES.names(), "task loss")
+
+
+class TransformConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(..., description="a registered gradient transform (grokkit.optim.TRANSFORMS)")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(v, TRANSFORMS.names(), "gradient transform")
+
+
+class OptimizerConfig(_Strict):
+    name: str = Field("adamw", description=f"one of {', '.join(OPTIMIZERS)}")
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(1.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(10, ge=0)
+    transforms: list[TransformConfig] = Field(default_factory=list, description="applied in order before each step")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(v, OPTIMIZERS, "optimizer")
+
+    @model_validator(mode="after")
+    def _transforms_build(self) -> OptimizerConfig:
+        from grokkit.optim import build_transform
+
+        try:
+            build_transform([t.model_dump() for t in self.transforms])
+        except TypeError as err:  # an unknown or missing parameter of a transform
+            raise ValueError(f"bad gradient transform settings: {err}") from None
+        return self
+
+
+class TrainingConfig(_Strict):
+    steps: int = Field(10_000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+    eval_every: int = Field(100, ge=1)
+    generalization_threshold: float = Field(0.99, gt=0, le=1)
+    early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals)")
+    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
+    checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints; 0: none")
+    device: str = "cpu"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    member_chunk: int | None = Field(
+        None, ge=1, description="members per forward/backward pass; default: all on CUDA, cache-sized chunks on CPU"
+    )
+    progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not (v == "cpu" or v == "cuda" or v.startswith("cuda:") or v == "mps"):
+            raise ValueError(f"device {v!r} unknown; allowed: cpu, cuda, cuda:N, mps")
+        return v
+
+
+class LoggingConfig(_Strict):
+    """Optional metric streams besides metrics.csv (which is always written)."""
+
+    tensorboard: bool = Field(False, description="write TensorBoard events to <run dir>/tensorboard")
+    wandb: bool = Field(False, description="log to Weights & Biases")
+    wandb_project: str = "grokkit"
+    wandb_mode: Literal["offline", "online", "disabled"] = Field("offline", description="offline: no network")
