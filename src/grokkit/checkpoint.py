@@ -45,8 +45,12 @@ def _load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def save_model(path: Path, model: EnsembleModel, vocab: Vocabulary, extra: dict[str, Any] | None = None) -> None:
+    """Weights (TransformerLens names, leading member axis) and metadata: kind, shape, vocabulary, the token layout
+    (the name of every token id) and the members' seeds."""
+    if model.shape.d_vocab != vocab.d_vocab:
+        raise ValueError(f"model has d_vocab={model.shape.d_vocab} but its vocabulary {vocab.d_vocab} tokens")
     meta = {"format": MODEL_FORMAT, "model_kind": model.kind, "shape": model.shape.to_dict(), "vocab": vocab.to_dict(),
-            "seeds": model.seeds}
+            "token_layout": vocab.token_names(), "seeds": model.seeds}
     meta.update(extra or {})
     _save_tensors(path, dict(model.named_parameters()), meta)
 
@@ -60,10 +64,21 @@ def load_model(path: str | Path) -> tuple[EnsembleModel, Vocabulary, dict[str, A
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"model file {path} is not a grokkit model (format {meta.get('format')!r})")
     try:
-        vocab = Vocabulary(int(meta["vocab"]["n_numbers"]), tuple(meta["vocab"]["moduli"]))
+        vocab = Vocabulary.from_dict(meta["vocab"])
         model = build_model_from_shape(meta.get("model_kind", "transformer"), meta["shape"], meta["seeds"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"model file {path} has invalid metadata: {err}") from None
+    # files written before the layout was stored are layout v1, which Vocabulary reproduces; a stored layout must be
+    # the one this version derives from the vocabulary, or the file's token ids would be read as other tokens
+    stored = meta.get("token_layout")
+    if stored is not None and stored != vocab.token_names():
+        first = next(i for i, (a, b) in enumerate(zip([*stored, None], [*vocab.token_names(), None])) if a != b)
+        raise CheckpointError(f"model file {path} was written with another token layout: token id {first} is "
+                              f"{(stored + [None])[first]!r} in the file but {([*vocab.token_names(), None])[first]!r} "
+                              "here; it cannot be read with this version")
+    if model.shape.d_vocab != vocab.d_vocab:
+        raise CheckpointError(f"model file {path}: d_vocab={model.shape.d_vocab} but its vocabulary has "
+                              f"{vocab.d_vocab} tokens")
     expected = dict(model.named_parameters())
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

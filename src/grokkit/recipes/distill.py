@@ -59,13 +59,17 @@ class TeacherError(ValueError):
 
 def check_compatible(teacher: EnsembleModel, teacher_vocab: Vocabulary, student: EnsembleModel,
                      student_vocab: Vocabulary, source: str) -> None:
+    """Raise :class:`TeacherError` unless the teacher reads the student's inputs as the student does: the same token
+    layout (the name of every token id, as stored in model files), the same sequence layout and output classes."""
     problems = []
-    if teacher_vocab != student_vocab:
+    shared = range(min(student_vocab.d_vocab, teacher_vocab.d_vocab))
+    mismatch = student_vocab.layout_mismatch(teacher_vocab, shared)
+    if mismatch is not None or teacher_vocab.n_numbers != student_vocab.n_numbers:
         problems.append(
             f"vocabulary differs: teacher has n_numbers={teacher_vocab.n_numbers}, "
             f"moduli={list(teacher_vocab.moduli)}; "
             f"student has n_numbers={student_vocab.n_numbers}, moduli={list(student_vocab.moduli)} "
-            "(set the student's `vocab:` to the teacher's)"
+            f"({mismatch or 'the number tokens differ'}; set the student's `vocab:` to the teacher's)"
         )
     t, s = teacher.shape, student.shape
     if t.n_ctx != s.n_ctx:
@@ -84,6 +88,12 @@ def load_teacher(path: str, member: int | str, setup: Setup, field: str = "disti
     except CheckpointError as err:
         raise TeacherError(f"cannot load teacher: {err}") from None
     check_compatible(teacher, vocab, setup.model, setup.vocab, path)
+    used = [setup.train.tokens, setup.test.tokens] + ([setup.val.tokens] if setup.val is not None else [])
+    unknown = sorted({int(t) for t in torch.cat([u.flatten() for u in used]).unique() if int(t) >= vocab.d_vocab})
+    if unknown:
+        names = setup.vocab.token_names()
+        raise TeacherError(f"teacher {path} has no token for {', '.join(names[i] for i in unknown)}, which the "
+                           "student's data use")
     if member == "matched":
         if teacher.n_members != setup.model.n_members:
             raise TeacherError(f"{field}.teacher_member=matched but teacher {path} has {teacher.n_members} "
