@@ -23,6 +23,10 @@ def test_fast_forward_equals_full_computation(n_layers, layer_norm):
     for positions in ([3], [2, 3], [1], [0, 2]):
         torch.testing.assert_close(model(tokens, positions), full[:, :, positions], rtol=1e-10, atol=1e-10)
     assert "blocks.0.attn.hook_pattern" in cache
+    # TransformerLens's names: hook_embed is W_E alone, hook_pos_embed W_pos, their sum enters block 0
+    torch.testing.assert_close(cache["hook_embed"][1, 5], model.embed.W_E[1, tokens[1, 5]])
+    torch.testing.assert_close(cache["hook_pos_embed"][1, 5], model.pos_embed.W_pos[1, :4])
+    torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"])
 
 
 def test_gradients_of_fast_and_full_paths_agree():

@@ -348,8 +348,11 @@ class EnsembleTransformer(nn.Module):
         cache: dict[str, torch.Tensor] = {}
         t = tokens.shape[2]
         members = torch.arange(tokens.shape[0], device=tokens.device).view(-1, 1, 1)
-        x = self.embed.W_E[members, tokens] + self.pos_embed.W_pos[:, :t].unsqueeze(1)
-        cache["hook_embed"] = x
+        embed = self.embed.W_E[members, tokens]
+        pos_embed = self.pos_embed.W_pos[:, :t].unsqueeze(1).expand_as(embed)
+        cache["hook_embed"], cache["hook_pos_embed"] = embed, pos_embed  # as in TransformerLens: W_E alone, W_pos
+        x = embed + pos_embed
+        cache["blocks.0.hook_resid_pre"] = x
         mask = torch.tril(torch.ones(t, t, dtype=torch.bool, device=tokens.device))
         for i, block in enumerate(self.blocks):
             h = block.norm1(x)
