@@ -1,43 +1,41 @@
 """The Python API behind the CLI: run a config into a run directory.
 
-A run directory holds ``config.yaml`` (fully resolved), ``metrics.csv`` (long format, one row per member and
-evaluation), ``summary.json``, ``model.safetensors`` and ``curves.png``; while training, ``checkpoint.safetensors``.
-A run killed part-way resumes from its checkpoint when started again on the same directory with the same config.
-While a run writes its directory it holds ``.run.lock`` there: a second run on the same directory is refused.
+A run directory (:mod:`grokkit.rundir`) holds ``config.yaml`` (fully resolved), ``metrics.csv`` (long format, one row
+per member and evaluation), ``summary.json``, ``model.safetensors`` and ``curves.png``; while training,
+``checkpoint.safetensors``. A run killed part-way resumes from its checkpoint when started again on the same directory
+with the same config. While a run writes its directory it holds ``.run.lock`` there: a second run on the same
+directory is refused. Recipes made of stages (:data:`STAGED`) are driven here, one ordinary run per stage.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
-import yaml
 
 from grokkit import __version__
-from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, atomic_write, atomic_write_text, save_model
-from grokkit.config import ConfigError, RunConfig, parse_config
+from grokkit.checkpoint import CheckpointError
+from grokkit.config import RunConfig
 from grokkit.engine import Trainer, TrainResult
-from grokkit.plots import plot_curves
 from grokkit.recipes import RECIPES, Setup, build_setup
 from grokkit.recipes.distill import TeacherError
+from grokkit.recipes.stages import Stage, StagedRecipe
+from grokkit.rundir import LOCK_FILE, METRIC_COLUMNS, RunDir, RunError, curve_title, metrics_frame, run_lock
+from grokkit.rundir import train_fraction as summary_train_fraction
 from grokkit.sinks import check_sinks, make_sinks
 
-#: held (an OS file lock) while a run writes its directory; removed when the run ends
-RUN_LOCK_FILE = ".run.lock"
-METRIC_COLUMNS = ["step", "member", "seed", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm"]
-
-
-class RunError(ValueError):
-    """A run that cannot start: the message says why. Nothing has been written when this is raised."""
+#: the recipes made of stages (a registered recipe with ``stages(cfg, rundir)`` and ``finish(cfg, rundir, summaries)``,
+#: see :mod:`grokkit.recipes.stages`); :func:`run` drives them
+STAGED: dict[str, StagedRecipe] = {name: r for name, r in RECIPES.items() if r.stages is not None}  # type: ignore[misc]
+RUN_LOCK_FILE = LOCK_FILE
+__all__ = ["METRIC_COLUMNS", "RUN_LOCK_FILE", "STAGED", "RunDir", "RunError", "make_summary", "metrics_frame",
+           "prepare", "run", "run_lock", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -59,83 +57,6 @@ def prepare(cfg: RunConfig) -> Setup:
         return build_setup(cfg)
     except (TeacherError, CheckpointError, ValueError) as err:
         raise RunError(str(err)) from None
-
-
-#: run locks this process holds, by (directory, thread): the holder may take its lock again (nested stages)
-_held_locks: dict[tuple[Path, int], tuple[Any, int]] = {}
-
-
-@contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.run.lock`` (creating ``out``) while the body writes the run directory; raise :class:`RunError`
-    at once, writing nothing, if another process (or another thread of this one) holds it. Re-entrant for its holder:
-    a recipe made of stages may take it again for the same directory. The lock file is removed when the outermost
-    holder leaves."""
-    from filelock import FileLock, Timeout
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} exists and is not a directory")
-    key = (out.resolve(), threading.get_ident())
-    if key in _held_locks:
-        lock, depth = _held_locks[key]
-        _held_locks[key] = (lock, depth + 1)
-        try:
-            yield
-        finally:
-            lock, depth = _held_locks[key]
-            _held_locks[key] = (lock, depth - 1)
-        return
-    path = out / RUN_LOCK_FILE
-    lock = FileLock(str(path))
-    out.mkdir(parents=True, exist_ok=True)  # a no-op when another run holds it: nothing is written then
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunError(f"--out {out} is in use by another grokkit run (lock {path} is held); wait for it to finish "
-                       "or choose another directory") from None
-    _held_locks[key] = (lock, 1)
-    try:
-        yield
-    finally:
-        del _held_locks[key]
-        with contextlib.suppress(OSError):
-            path.unlink()  # while still held: a process waiting on this inode sees it unlinked and retries
-        lock.release()
-
-
-def _check_out_dir(out: Path, cfg: RunConfig) -> str:
-    """'new', 'resume' or 'done'; raises RunError if ``out`` holds something else."""
-    if not out.exists():
-        return "new"
-    if not out.is_dir():
-        raise RunError(f"--out {out} exists and is not a directory")
-    saved = out / "config.yaml"
-    if not saved.exists():
-        if any(p.name != RUN_LOCK_FILE for p in out.iterdir()):
-            raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
-        return "new"
-    try:
-        previous = parse_config(yaml.safe_load(saved.read_text()), str(saved))
-    except (ConfigError, yaml.YAMLError) as err:
-        raise RunError(f"--out {out} holds an unreadable config.yaml ({err}); choose a new directory") from None
-    if previous != cfg:
-        raise RunError(f"--out {out} holds a run with a different config; choose a new directory "
-                       "(or run the same config there to resume it)")
-    if (out / "summary.json").exists():
-        return "done"
-    return "resume" if (out / CHECKPOINT_FILE).exists() else "new"
-
-
-def staged_start(cfg: RunConfig, out: Path | None, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """The opening of a recipe made of stages (continual, transfer): ``out`` is required and checked; a finished run
-    returns its summary (nothing to do), otherwise None."""
-    if out is None:
-        raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give --out")
-    if _check_out_dir(out, cfg) == "done":
-        log(f"{out} already holds this finished run; nothing to do")
-        return json.loads((out / "summary.json").read_text())
-    return None
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -162,39 +83,74 @@ def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
 
     console = Console(stderr=True, soft_wrap=True)
     log = log or (lambda msg: console.print(msg, highlight=False, markup=False))
-    out_path = Path(out) if out is not None else None
-    recipe = RECIPES.get(cfg.recipe)
-    if recipe.stages is not None:
-        return recipe.stages(cfg, out_path, progress, log)
-    state = _check_out_dir(out_path, cfg) if out_path is not None else "new"
+    rundir = RunDir(out) if out is not None else None
+    if cfg.recipe in STAGED:
+        return _run_staged(STAGED[cfg.recipe], cfg, rundir, progress, log)
+    state = rundir.state(cfg) if rundir is not None else "new"
     if state == "done":
-        assert out_path is not None
-        log(f"{out_path} already holds this finished run; nothing to do")
-        return json.loads((out_path / "summary.json").read_text())
+        assert rundir is not None
+        return _finished(rundir, log)
     setup = prepare(cfg)
-    if out_path is None:
+    if rundir is None:
         return _train(cfg, setup, None, state, progress, log)
-    with run_lock(out_path):
-        state = _check_out_dir(out_path, cfg)  # again under the lock: another run may have moved it on meanwhile
+    with rundir.lock():
+        state = rundir.state(cfg)  # again under the lock: another run may have moved it on meanwhile
         if state == "done":
-            log(f"{out_path} already holds this finished run; nothing to do")
-            return json.loads((out_path / "summary.json").read_text())
-        return _train(cfg, setup, out_path, state, progress, log)
+            return _finished(rundir, log)
+        return _train(cfg, setup, rundir, state, progress, log)
 
 
-def _train(cfg: RunConfig, setup: Setup, out_path: Path | None, state: str, progress: bool | None,
+def _finished(rundir: RunDir, log: Callable[[str], None]) -> dict[str, Any]:
+    log(f"{rundir} already holds this finished run; nothing to do")
+    return rundir.read_summary()
+
+
+def _run_staged(recipe: StagedRecipe, cfg: RunConfig, rundir: RunDir | None, progress: bool | None,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """Drive a recipe made of stages: run each stage it yields into its own directory (a finished stage is skipped,
+    a killed one resumes), holding ``rundir``'s lock throughout, then let the recipe stitch the results."""
+    if rundir is None:
+        raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give --out")
+    if rundir.state(cfg) == "done":
+        return _finished(rundir, log)
+    stages = recipe.stages(cfg, rundir)
+    try:  # the recipe validates every stage's config before its first stage; nothing is written yet
+        stage: Stage | None = next(stages)
+    except StopIteration:
+        stage = None
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    with rundir.lock():  # re-entrant: each stage's own run takes its own directory's lock
+        if rundir.state(cfg) == "done":  # finished by another run meanwhile
+            stages.close()
+            return _finished(rundir, log)
+        rundir.write_config(cfg)
+        summaries: list[dict[str, Any]] = []
+        while stage is not None:
+            for note in stage.notes:
+                log(note)
+            summaries.append(run(stage.config, stage.directory, progress=progress, log=log))
+            try:
+                stage = stages.send(summaries[-1])
+            except StopIteration:
+                stage = None
+        return recipe.finish(cfg, rundir, summaries)
+
+
+def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, progress: bool | None,
            log: Callable[[str], None]) -> dict[str, Any]:
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
+    out_path = rundir.path if rundir is not None else None
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
                       task_sets=setup.task_sets, frozen=setup.frozen, val=setup.val)
-    if out_path is not None:
-        atomic_write_text(out_path / "config.yaml", cfg.to_yaml())
+    if rundir is not None:
+        rundir.write_config(cfg)
         if state == "resume":
-            trainer.load_checkpoint(out_path / CHECKPOINT_FILE)
-            log(f"resuming {out_path} from step {trainer.step}")
-            write_metrics(out_path, trainer.rows)  # the rows the checkpoint holds
-        trainer.on_checkpoint = lambda t: write_metrics(out_path, t.rows)  # progress on disk while training
+            trainer.load_checkpoint(rundir.checkpoint_path)
+            log(f"resuming {rundir} from step {trainer.step}")
+            rundir.write_metrics(trainer.rows)  # the rows the checkpoint holds
+        trainer.on_checkpoint = lambda t: rundir.write_metrics(t.rows)  # progress on disk while training
     show = cfg.training.progress if progress is None else progress
     bar = _progress_bar(show and sys.stderr.isatty())
     callbacks: list[Callable[[Trainer], None]] = []
@@ -231,8 +187,8 @@ def _train(cfg: RunConfig, setup: Setup, out_path: Path | None, state: str, prog
         for sink in sinks:
             sink.close()
     summary = make_summary(cfg, setup, trainer, result)
-    if out_path is not None:
-        write_outputs(out_path, cfg, setup, result, summary)
+    if rundir is not None:
+        write_outputs(rundir, cfg, setup, result, summary)
     return summary
 
 
@@ -246,8 +202,7 @@ def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainRe
         "name": cfg.name,
         "recipe": cfg.recipe,
         "task": setup.task_name,
-        "train_fraction": ([t.train_fraction for t in cfg.all_tasks()] if setup.multi_task
-                           else cfg.task.train_fraction if cfg.task.is_modular else None),
+        "train_fraction": summary_train_fraction(cfg),
         "steps": result.steps_done,
         "generalization_threshold": cfg.training.generalization_threshold,
         "loss_dtype": cfg.loss.dtype,
@@ -261,25 +216,12 @@ def make_summary(cfg: RunConfig, setup: Setup, trainer: Trainer, result: TrainRe
     }
 
 
-def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long format; per-task columns (``test_loss@<task>``, ``test_acc@<task>``) follow the fixed ones."""
-    extra = sorted({k for r in rows for k in r} - set(METRIC_COLUMNS))
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS + extra)
-
-
-def write_metrics(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """(Re)write ``out/metrics.csv`` atomically from ``rows``: at each checkpoint while training, and at the end."""
-    metrics = metrics_frame(rows)
-    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
-    return metrics
-
-
-def write_outputs(out: Path, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]) -> None:
-    metrics = write_metrics(out, result.rows)
-    save_model(out / MODEL_FILE, setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
+def write_outputs(rundir: RunDir, cfg: RunConfig, setup: Setup, result: TrainResult, summary: dict[str, Any]
+                  ) -> None:
+    """The files of a finished single run; ``summary.json`` last, then the checkpoint goes."""
+    metrics = rundir.write_metrics(result.rows)
+    rundir.write_model(setup.model, setup.vocab, {"task": setup.task.name, "recipe": cfg.recipe})
     if len(metrics):
-        data = (f"{'/'.join(f'{t.train_fraction:.0%}' for t in cfg.all_tasks())} of pairs" if cfg.task.is_modular
-                else f"{cfg.task.n_train} training inputs")
-        plot_curves(metrics, out / "curves.png", f"{cfg.name}: {setup.task_name}, {data} ({cfg.recipe})")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+        rundir.write_curves(metrics, curve_title(cfg.name, setup.task_name, cfg))
+    rundir.write_summary(summary)
+    rundir.remove_checkpoint()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pandas as pd
 import yaml
 
 from grokkit.checkpoint import atomic_write_text
+from grokkit.rundir import CONFIG_FILE, RunDir
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
@@ -44,19 +44,19 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def _run_sections(d: Path) -> list[str]:
-    s = json.loads((d / "summary.json").read_text())
+    rd = RunDir(d)
+    s = rd.read_summary()
     out = [f"<h2>Run {html.escape(s.get('name', d.name))}</h2>",
            f"<p>recipe <b>{s['recipe']}</b>, task <b>{s['task']}</b>, train fraction {s['train_fraction']}, "
            f"{s['steps']} steps, {s['wall_seconds']:.1f} s wall-clock on {s.get('device', '?')}</p>",
            _table(pd.DataFrame(s["members"]))]
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
-    metrics = d / "metrics.csv"
-    if metrics.exists():
-        fig = loss_and_norm_figure(pd.read_csv(metrics))
+    if rd.has_metrics():
+        fig = loss_and_norm_figure(rd.read_metrics())
         if fig is not None:
             out.append(f"<h3>Loss and weight norm</h3>{_fig_img(fig)}")
-    out.append(f"<h3>config.yaml</h3><pre>{html.escape((d / 'config.yaml').read_text())}</pre>")
+    out.append(f"<h3>{CONFIG_FILE}</h3><pre>{html.escape(rd.read_config_text())}</pre>")
     return out
 
 
@@ -119,10 +119,10 @@ def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str]) -> str:
     for ax, case in zip(axs[0], cases):
         sub = table if case == "all" else table[table["case"] == case]
         for _, row in sub.iterrows():
-            path = d / "trials" / row["trial"] / "metrics.csv"
-            if not path.exists():
+            trial = RunDir(d / "trials" / row["trial"])
+            if not trial.has_metrics():
                 continue
-            m = pd.read_csv(path)
+            m = trial.read_metrics()
             m = m[m.step > 0]
             v = row[colour_by] if colour_by else None
             c = cmap(values.index(v) / max(1, len(values) - 1)) if colour_by else "C0"
@@ -171,10 +171,10 @@ def write_report(d: str | Path, out: str | Path | None = None) -> Path:
     d = Path(d)
     if (d / "sweep.yaml").exists():
         body = _sweep_sections(d)
-    elif (d / "summary.json").exists():
+    elif RunDir(d).has_summary():
         body = _run_sections(d)
     elif runs := sorted(p for p in (d.iterdir() if d.is_dir() else ()) if p.is_dir()
-                        and (p / "summary.json").exists() and (p / "config.yaml").exists()):
+                        and RunDir(p).has_summary() and RunDir(p).has_config()):
         body = _collection_sections(d, runs)
     else:
         raise ReportError(f"{d} is neither a finished run (summary.json), a sweep (sweep.yaml) nor a folder of "

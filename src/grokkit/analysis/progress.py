@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from grokkit.models import EnsembleTransformer
 
@@ -261,42 +260,41 @@ class RunModel:
 
 def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
     """(config, vocabulary, models) of a run directory; raises AnalysisError with the reason."""
-    from pydantic import ValidationError
-
-    from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load_checkpoint, load_model
-    from grokkit.config import ConfigError, parse_config
+    from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load_checkpoint
+    from grokkit.config import ConfigError
     from grokkit.recipes.common import build_model, build_vocab
+    from grokkit.rundir import RunDir
 
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
+    run_dir = rd.path
     if not run_dir.is_dir():
         raise AnalysisError(f"{run_dir} is not a directory")
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
+    if not rd.has_config():
         raise AnalysisError(f"{run_dir} holds no config.yaml: not a grokkit run directory")
     try:
-        cfg = parse_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
-    except (ConfigError, ValidationError, yaml.YAMLError, TypeError) as err:
-        raise AnalysisError(f"{cfg_path} is unreadable: {err}") from None
+        cfg = rd.read_config()
+    except ConfigError as err:
+        raise AnalysisError(f"{rd.config_path} is unreadable: {err}") from None
     if cfg.recipe == "continual":
         raise AnalysisError(f"{run_dir} is a continual run; analyse one of its stage directories")
     models: list[RunModel] = []
     step = None
-    if (run_dir / "summary.json").is_file():
+    if rd.has_summary():
         try:
-            step = int(json.loads((run_dir / "summary.json").read_text())["steps"])
+            step = int(rd.read_summary()["steps"])
         except (ValueError, KeyError, TypeError):
             step = None
-    if (run_dir / MODEL_FILE).exists():
+    if rd.has_model():
         try:
-            model, vocab, _ = load_model(run_dir / MODEL_FILE)
+            model, vocab, _ = rd.read_model()
         except CheckpointError as err:
             raise AnalysisError(str(err)) from None
         models.append(RunModel("final", step, model))
     else:
         vocab = build_vocab(cfg)
-    if (run_dir / CHECKPOINT_FILE).exists():  # an unfinished run: analyse where it got to
+    if rd.has_checkpoint():  # an unfinished run: analyse where it got to
         try:
-            tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+            tensors, state = load_checkpoint(rd.checkpoint_path)
             model = build_model(cfg, vocab)
             with torch.no_grad():
                 for name, p in model.named_parameters():

@@ -3,11 +3,17 @@
 Both kinds share one interface: ``model(tokens [K, N, T], positions) -> logits [K, N, len(positions), C]``, ``shape``
 (a frozen dataclass with ``d_vocab``, ``d_vocab_out``, ``n_ctx`` and ``embed_rank``), ``seeds``, ``n_members``,
 ``weight_norm()``, ``member_state(k)``, ``run_with_cache(tokens)`` and ``embed.W_E``.
+
+Every module of this package is imported here, so a new model kind is one new module: the ensemble module, its shape
+and a :class:`ModelSpec` registered in :data:`MODELS`; ``model:`` (:data:`ModelConfig`) is the discriminated union
+(on ``kind``, default ``transformer``) of every registered kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Sequence
 from typing import Annotated, Any, Union
 
@@ -17,6 +23,10 @@ from pydantic import Discriminator, Tag
 from grokkit.models.mlp import EnsembleMLP, MLPConfig, MLPShape
 from grokkit.models.spec import MODELS, ModelSpec
 from grokkit.models.transformer import EnsembleTransformer, FactorisedEmbed, TransformerConfig, TransformerShape
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_") and _module.name not in ("spec", "kernels"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 EnsembleModel = EnsembleTransformer | EnsembleMLP
 

@@ -18,18 +18,17 @@ chance 1/P_j.
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field
 
-from grokkit.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model
+from grokkit.checkpoint import CheckpointError, atomic_write, load_model
 from grokkit.recipes.distill import DistillSettings
 from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.recipes.stages import Stage, Stages
+from grokkit.rundir import RunDir
 
 if TYPE_CHECKING:
     from grokkit.config import RunConfig
@@ -97,13 +96,16 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
     except CheckpointError as err:
         raise ValueError(f"continual.init: {err}") from None
     first = cfg.tasks[0]
-    saved = Path(c.init) / "config.yaml"
-    if saved.exists():  # a run directory: tasks[0] must describe what the initial model was trained on
-        import yaml
+    from grokkit.config import ConfigError
 
-        trained = (yaml.safe_load(saved.read_text()) or {}).get("task", {})
+    init_dir = RunDir(c.init)
+    if init_dir.has_config():  # a run directory: tasks[0] must describe what the initial model was trained on
+        try:
+            trained = init_dir.read_config().task
+        except ConfigError as err:
+            raise ValueError(f"continual.init: {init_dir.config_path} is unreadable: {err}") from None
         want = {"op": first.op, "modulus": first.modulus, "train_fraction": first.train_fraction}
-        got = {k: trained.get(k) for k in want}
+        got = {k: getattr(trained, k) for k in want}
         if got != want:
             raise ValueError(f"tasks[0] is {want} but the initial model {c.init} was trained on {got}: tasks[0] "
                              "must describe the initial model's training, so that its held-out pairs are known")
@@ -119,53 +121,54 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
     return cfg, model.n_members
 
 
-def run_continual(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
-                  ) -> dict[str, Any]:
-    from grokkit.api import RunError, run, run_lock, staged_start
+def stage_dir(cfg: RunConfig, rundir: RunDir, i: int) -> Path:
+    """The run directory of stage ``i`` (1-based over ``tasks[1:]``)."""
+    assert cfg.tasks is not None
+    return rundir.path / "stages" / f"{i:02d}-{cfg.tasks[i].name}"
 
-    finished = staged_start(cfg, out, log)
-    if finished is not None:
-        return finished
-    assert out is not None
-    try:
-        resolved, init_members = _with_init_split(cfg)
-        assert resolved.tasks is not None
-        for i in range(1, len(resolved.tasks)):  # every stage's config is valid before anything is written
-            stage_config(resolved, i, "<previous>", init_members)
-    except ValueError as err:
-        raise RunError(str(err)) from None
-    with run_lock(out):  # re-entrant: each stage's own run takes its own directory's lock
-        if (finished := staged_start(cfg, out, log)) is not None:  # finished by another run meanwhile
-            return finished
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
-        previous = resolved.continual.init  # type: ignore[union-attr]
-        summaries, frames = [], []
-        offset = 0
-        for i in range(1, len(resolved.tasks)):
-            sc = stage_config(resolved, i, previous, init_members)
-            d = out / "stages" / f"{i:02d}-{resolved.tasks[i].name}"
-            log(f"stage {i}/{len(resolved.tasks) - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
+
+def stages(cfg: RunConfig, rundir: RunDir) -> Stages:
+    """The stages, in order (see :mod:`grokkit.recipes.stages`): stage ``i`` starts from stage ``i - 1``'s model
+    (stage 1 from ``continual.init``). Every stage's config is checked, with a placeholder for the previous model,
+    before the first one is yielded."""
+    resolved, init_members = _with_init_split(cfg)
+    assert resolved.tasks is not None and resolved.continual is not None
+    n = len(resolved.tasks)
+    for i in range(1, n):  # every stage's config is valid before anything is written
+        stage_config(resolved, i, "<previous>", init_members)
+    previous = resolved.continual.init
+    for i in range(1, n):
+        sc = stage_config(resolved, i, previous, init_members)
+        d = stage_dir(resolved, rundir, i)
+        note = (f"stage {i}/{n - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
                 + (" with distillation" if sc.recipe == "distill" else ""))
-            summary = run(sc, d, progress=progress, log=log)
-            m = pd.read_csv(d / "metrics.csv")
-            if f"test_acc@{resolved.tasks[i].name}" not in m:  # a single-task stage: its test set is the new task's
-                m[f"test_acc@{resolved.tasks[i].name}"] = m["test_acc"]
-                m[f"test_loss@{resolved.tasks[i].name}"] = m["test_loss"]
-            m.insert(0, "stage", i)
-            m.insert(1, "task", resolved.tasks[i].name)
-            m.insert(2, "global_step", m["step"] + offset)
-            frames.append(m)
-            summaries.append(summary)
-            offset += summary["steps"]
-            previous = str(d)
-        metrics = pd.concat(frames, ignore_index=True)
-        atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
-        shutil.copyfile(Path(previous) / "model.safetensors", out / "model.safetensors.tmp")
-        (out / "model.safetensors.tmp").replace(out / "model.safetensors")
-        summary = continual_summary(resolved, metrics, summaries)
-        plot_continual(metrics, resolved, out / "curves.png")
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-        return summary
+        yield Stage(f"{i:02d}-{resolved.tasks[i].name}", sc, d, (note,))
+        previous = str(d)
+
+
+def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stitch the stages: ``metrics.csv`` (global step, stage, task), the last stage's model, ``curves.png`` and the
+    continual-learning summary."""
+    assert cfg.tasks is not None
+    frames = []
+    offset = 0
+    for i, summary in enumerate(summaries, start=1):
+        name = cfg.tasks[i].name
+        m = RunDir(stage_dir(cfg, rundir, i)).read_metrics()
+        if f"test_acc@{name}" not in m:  # a single-task stage: its test set is the new task's
+            m[f"test_acc@{name}"] = m["test_acc"]
+            m[f"test_loss@{name}"] = m["test_loss"]
+        m.insert(0, "stage", i)
+        m.insert(1, "task", name)
+        m.insert(2, "global_step", m["step"] + offset)
+        frames.append(m)
+        offset += summary["steps"]
+    metrics = rundir.write_metrics(pd.concat(frames, ignore_index=True))
+    rundir.copy_model_from(RunDir(stage_dir(cfg, rundir, len(summaries))))
+    summary = continual_summary(cfg, metrics, summaries)
+    rundir.write_figure(continual_figure(metrics, cfg))
+    rundir.write_summary(summary)
+    return summary
 
 
 def accuracy_matrix(metrics: pd.DataFrame, names: list[str], member: int) -> list[list[float]]:
@@ -232,6 +235,17 @@ def continual_summary(cfg: RunConfig, metrics: pd.DataFrame, stages: list[dict[s
 
 
 def plot_continual(metrics: pd.DataFrame, cfg: RunConfig, path: Path) -> None:
+    """:func:`continual_figure` written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = continual_figure(metrics, cfg)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def continual_figure(metrics: pd.DataFrame, cfg: RunConfig) -> Any:
+    """Test accuracy on every task of the sequence against the global step (mean, min-max over members); dotted
+    lines where a stage starts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -256,10 +270,9 @@ def plot_continual(metrics: pd.DataFrame, cfg: RunConfig, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=min(5, len(names)))
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
-    plt.close(fig)
+    return fig
 
 
 SECTIONS.add("continual", Section(ContinualConfig))
-register(Recipe("continual", stages=run_continual, sections=("continual",), required=("continual",),
+register(Recipe("continual", stages=stages, finish=finish, sections=("continual",), required=("continual",),
                 multi_task=True, summary="a grokked model trained on one task after another, optionally distilled"))

@@ -33,8 +33,8 @@ class Section:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One way of training. Exactly one of ``prepare`` (a single run: sets ``setup.objective``) or ``stages`` (a
-    sequence of runs, see :mod:`grokkit.api`) is given.
+    """One way of training. Exactly one of ``prepare`` (a single run: sets ``setup.objective``) or ``stages`` with
+    ``finish`` (a sequence of runs that :func:`grokkit.api.run` drives) is given.
 
     ``sections``: the optional sections it takes (``required`` ones it needs); ``multi_task``: it trains on
     ``tasks:`` (two or more modular tasks) instead of ``task:``; ``bit_tasks``: it also runs tasks with their own
@@ -42,7 +42,10 @@ class Recipe:
 
     name: str
     prepare: Callable[[Setup], None] | None = None
-    stages: Any = None
+    #: staged recipes: ``stages(cfg, rundir)`` yields each stage's run and receives its summary; ``finish(cfg,
+    #: rundir, summaries)`` stitches the stages into the recipe's own run directory (see grokkit.recipes.stages)
+    stages: Callable[..., Any] | None = None
+    finish: Callable[..., Any] | None = None
     sections: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     multi_task: bool = False

@@ -28,17 +28,16 @@ seeds (docs/TRANSFER.md): best-of-n removes most of the seeds whose weak model s
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field
 
-from grokkit.checkpoint import MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
 from grokkit.models import MLPConfig, ModelConfig, unfactorised
 from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.recipes.stages import Stage, Stages
+from grokkit.rundir import RunDir
 from grokkit.schema import Strict
 from grokkit.sections import OptimizerConfig
 
@@ -138,52 +137,53 @@ def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None
     return parse_config(data, f"target stage of {cfg.name}")
 
 
-def run_transfer(cfg: RunConfig, out: Path | None, progress: bool | None, log: Callable[[str], None]
-                 ) -> dict[str, Any]:
-    from grokkit.api import RunError, run, run_lock, staged_start
+def weak_dir(rundir: RunDir) -> Path:
+    return rundir.path / "weak"
 
-    finished = staged_start(cfg, out, log)
-    if finished is not None:
-        return finished
-    assert out is not None
-    try:  # both stages' configs are valid before anything is written
-        weak_cfg = weak_config(cfg)
-        target_cfg = target_config(cfg, str(out / "weak"))
-    except ValueError as err:
-        raise RunError(str(err)) from None
-    with run_lock(out):  # re-entrant: each stage's own run takes its own directory's lock
-        if (finished := staged_start(cfg, out, log)) is not None:  # finished by another run meanwhile
-            return finished
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
-        log(f"stage 1/2: weak model ({cfg.transfer.weak_model.kind}) until test accuracy "  # type: ignore[union-attr]
-            f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps")
-        weak = run(weak_cfg, out / "weak", progress=progress, log=log)
-        chosen = select_candidates(cfg, weak)
-        if chosen is not None:
-            target_cfg = target_config(cfg, str(out / "weak"), chosen)
-            log(f"weak candidates chosen (by training accuracy): {chosen}")
-        log(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
-        target = run(target_cfg, out / "target", progress=progress, log=log)
 
-        frames = []
-        for stage, offset in (("weak", 0), ("target", weak["steps"])):
-            m = pd.read_csv(out / stage / "metrics.csv")
-            m.insert(0, "stage", stage)
-            m.insert(1, "global_step", m["step"] + offset)
-            frames.append(m)
-        metrics = pd.concat(frames, ignore_index=True)
-        atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
-        model, vocab, meta = load_model(out / "target" / MODEL_FILE)
-        save_model(out / MODEL_FILE, unfactorised(model), vocab,
-                   {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
-        target_rows = frames[1]
-        if len(target_rows):
-            from grokkit.plots import plot_curves
+def target_dir(rundir: RunDir) -> Path:
+    return rundir.path / "target"
 
-            plot_curves(target_rows, out / "curves.png", f"{cfg.name}: {target['task']}, GrokTransfer target")
-        summary = transfer_summary(cfg, weak, target, chosen)
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-        return summary
+
+def stages(cfg: RunConfig, rundir: RunDir) -> Stages:
+    """The weak model, then the target seeded by it (see :mod:`grokkit.recipes.stages`). Both stages' configs are
+    checked before the first one is yielded; the target's member mapping follows the weak stage's summary."""
+    t = cfg.transfer
+    assert t is not None
+    weak_cfg = weak_config(cfg)
+    target_cfg = target_config(cfg, str(weak_dir(rundir)))  # both stages' configs are valid before anything runs
+    weak = yield Stage("weak", weak_cfg, weak_dir(rundir), (
+        f"stage 1/2: weak model ({t.weak_model.kind}) until test accuracy "
+        f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps",))
+    notes = []
+    chosen = select_candidates(cfg, weak)
+    if chosen is not None:
+        target_cfg = target_config(cfg, str(weak_dir(rundir)), chosen)
+        notes.append(f"weak candidates chosen (by training accuracy): {chosen}")
+    notes.append(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
+    yield Stage("target", target_cfg, target_dir(rundir), tuple(notes))
+
+
+def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stitch the stages: ``metrics.csv`` (stage, global step), the target's model with ``W_E = A @ B`` exported,
+    the target's ``curves.png`` and the summary."""
+    weak, target = summaries
+    frames = []
+    for stage, d, offset in (("weak", weak_dir(rundir), 0), ("target", target_dir(rundir), weak["steps"])):
+        m = RunDir(d).read_metrics()
+        m.insert(0, "stage", stage)
+        m.insert(1, "global_step", m["step"] + offset)
+        frames.append(m)
+    rundir.write_metrics(pd.concat(frames, ignore_index=True))
+    model, vocab, meta = RunDir(target_dir(rundir)).read_model()
+    rundir.write_model(unfactorised(model), vocab,
+                       {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
+    target_rows = frames[1]
+    if len(target_rows):
+        rundir.write_curves(target_rows, f"{cfg.name}: {target['task']}, GrokTransfer target")
+    summary = transfer_summary(cfg, weak, target, select_candidates(cfg, weak))
+    rundir.write_summary(summary)
+    return summary
 
 
 def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any],
@@ -237,6 +237,6 @@ def _check(cfg: RunConfig) -> None:
 
 
 SECTIONS.add("transfer", Section(TransferConfig))
-register(Recipe("transfer", stages=run_transfer, sections=("transfer", "distill"), required=("transfer",),
+register(Recipe("transfer", stages=stages, finish=finish, sections=("transfer", "distill"), required=("transfer",),
                 bit_tasks=True, check=_check,
                 summary="GrokTransfer: a weak model's embedding initialises the target's as A @ B"))

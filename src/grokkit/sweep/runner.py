@@ -36,11 +36,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
+from grokkit.checkpoint import atomic_write_text
 from grokkit.config import MEMBER_SETTINGS, MemberConfig, RunConfig, parse_config
+from grokkit.rundir import RunDir, curve_title, train_fraction
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
 
 LOCK_FILE = ".sweep.lock"
+#: in a trial's directory instead of a summary when its group failed
+ERROR_FILE = "error.json"
 ATTEMPTS_DIR = ".attempts"
 #: Ray executor: how often Ray re-runs a group whose worker process or node died (a system failure; a group's own
 #: errors are caught in :func:`run_group` and never retried). The retry resumes from the group's last checkpoint.
@@ -143,11 +146,11 @@ def trial_dir(sweep_dir: Path, trial: Trial) -> Path:
 
 
 def trial_done(sweep_dir: Path, trial: Trial) -> bool:
-    d = trial_dir(sweep_dir, trial)
-    if not (d / "summary.json").exists() or not (d / "config.yaml").exists():
+    d = RunDir(trial_dir(sweep_dir, trial))
+    if not d.has_summary() or not d.has_config():
         return False
     try:
-        saved = parse_config(yaml.safe_load((d / "config.yaml").read_text()), str(d / "config.yaml"))
+        saved = d.read_config()
     except Exception:  # noqa: BLE001 - an unreadable trial is simply re-run
         return False
     return saved == trial.config
@@ -156,7 +159,7 @@ def trial_done(sweep_dir: Path, trial: Trial) -> bool:
 def _write_error(sweep_dir: Path, trial: Trial, message: str, tb: str) -> None:
     d = trial_dir(sweep_dir, trial)
     d.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(d / "error.json", json.dumps({"trial": trial.id, "error": message, "traceback": tb}, indent=2))
+    atomic_write_text(d / ERROR_FILE, json.dumps({"trial": trial.id, "error": message, "traceback": tb}, indent=2))
 
 
 # ------------------------------------------------------------------------------------------------ one group
@@ -202,7 +205,7 @@ def _record_attempt(group_dir: Path) -> None:
     path = _attempts_file(group_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-                       "resumed": (group_dir / CHECKPOINT_FILE).exists()})
+                       "resumed": RunDir(group_dir).has_checkpoint()})
     with open(path, "a") as f:  # one short write per start; a torn last line is skipped by _attempts
         f.write(line + "\n")
 
@@ -225,44 +228,41 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
     import torch
 
     from grokkit.models import same_model
-    from grokkit.plots import plot_curves
 
     if (group_dir / "tensorboard").exists():  # keep the group's event files: DIR/tensorboard/GROUP
         (sweep_dir / "tensorboard").mkdir(exist_ok=True)
         shutil.rmtree(sweep_dir / "tensorboard" / group.id, ignore_errors=True)
         shutil.move(str(group_dir / "tensorboard"), str(sweep_dir / "tensorboard" / group.id))
-    metrics = pd.read_csv(group_dir / "metrics.csv")
-    model, vocab, meta = load_model(group_dir / MODEL_FILE)
+    source = RunDir(group_dir)
+    metrics = source.read_metrics()
+    model, vocab, meta = source.read_model()
     params = dict(model.named_parameters())
     k = len(group.trials)
     starts = _attempts(group_dir)
     attempts, resumed = max(1, len(starts)), bool(starts and starts[-1]["resumed"])
     for i, trial in enumerate(group.trials):
-        d = trial_dir(sweep_dir, trial)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "summary.json").unlink(missing_ok=True)
-        (d / "error.json").unlink(missing_ok=True)
+        d = RunDir(trial_dir(sweep_dir, trial))
+        d.path.mkdir(parents=True, exist_ok=True)
+        d.remove_summary()
+        (d / ERROR_FILE).unlink(missing_ok=True)
         cfg = trial.config
-        atomic_write_text(d / "config.yaml", cfg.to_yaml())
-        rows = metrics[metrics.member == i].assign(member=0)
-        atomic_write(d / "metrics.csv", lambda p, rows=rows: rows.to_csv(p, index=False))
+        d.write_config(cfg)
+        rows = d.write_metrics(metrics[metrics.member == i].assign(member=0))
         single = same_model(model, [cfg.member_list()[0].seed])
         with torch.no_grad():
             for name, p in single.named_parameters():
                 p.copy_(params[name][i:i + 1])
-        save_model(d / MODEL_FILE, single, vocab, {k_: v for k_, v in meta.items()
-                                                    if k_ not in ("format", "shape", "vocab", "seeds")})
+        d.write_model(single, vocab, {k_: v for k_, v in meta.items()
+                                      if k_ not in ("format", "shape", "vocab", "token_layout", "seeds")})
         if len(rows):
-            plot_curves(rows, d / "curves.png", f"{trial.id}: {summary['task']}, "
-                        f"{cfg.task.describe_data()} ({cfg.recipe})")
+            d.write_curves(rows, curve_title(trial.id, summary["task"], cfg))
         s = dict(summary)
-        s.update(name=cfg.name, train_fraction=getattr(cfg.task, "train_fraction", None),
-                 members=[summary["members"][i]],
+        s.update(name=cfg.name, train_fraction=train_fraction(cfg), members=[summary["members"][i]],
                  wall_seconds=round(summary["wall_seconds"] / k, 3),
                  sweep={"trial": trial.id, "coords": trial.coords, "group": group.id, "pack_size": k, "index": i,
                         "group_wall_seconds": summary["wall_seconds"], "attempts": attempts,
                         "resumed": resumed})
-        atomic_write_text(d / "summary.json", json.dumps(s, indent=2))
+        d.write_summary(s)
 
 
 def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
@@ -413,7 +413,7 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
         sizes = sorted((len(g.trials) for g in groups), reverse=True)
         log(f"{len(trials)} trials: {result.skipped} already done, {len(pending)} to run in {len(groups)} "
             f"packed ensemble(s) of sizes {sizes}")
-        resuming = [g.id for g in groups if (out / "groups" / g.id / CHECKPOINT_FILE).exists()]
+        resuming = [g.id for g in groups if RunDir(out / "groups" / g.id).has_checkpoint()]
         if resuming:
             log(f"{len(resuming)} group(s) resume from their checkpoints: {', '.join(resuming)}")
         n_done = 0
