@@ -109,6 +109,33 @@ def sweep_cmd(
         raise typer.Exit(1)
 
 
+@app.command("tune")
+def tune_cmd(
+    spec_file: Annotated[Path, typer.Argument(help="tune YAML: base config, arms and their search spaces, a budget")],
+    out: Annotated[Path, typer.Option("--out", help="tune directory (re-running resumes it)")] = ...,
+    executor: Annotated[str, typer.Option(help="local or ray (the rounds' sweeps run there)")] = "local",
+    workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
+    address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
+) -> None:
+    """Tune every arm with the same budget (selection on the validation split), then re-run each arm's chosen
+    setting on fresh seeds and report it on the test split: DIR/tune.md, trace.csv, chosen.json, final.csv."""
+    from grokkit.sweep import SweepError
+    from grokkit.tables import markdown_table
+    from grokkit.tune import TuneError, load_tune, run_tune
+
+    try:
+        spec, root = load_tune(spec_file)
+        result = run_tune(spec, root, out, executor=executor, workers=workers, address=address,
+                          log=lambda m: err.print(m, highlight=False, markup=False))
+    except (TuneError, SweepError, ConfigError, RunError) as e:
+        _fail(str(e))
+        return
+    import pandas as pd
+
+    print(markdown_table(pd.DataFrame(result["table"])))
+    err.print(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}", highlight=False)
+
+
 @app.command("repro")
 def repro_cmd(
     figures: Annotated[list[str] | None, typer.Argument(

@@ -84,6 +84,7 @@ class MemberResult:
     #: with a validation split: the same on validation accuracy, and the last validation accuracy
     val_steps_to_generalize_lasting: int | None = None
     final_val_acc: float | None = None
+    final_val_loss: float | None = None
     failed: bool = False
     failed_step: int | None = None
     error: str | None = None
@@ -420,6 +421,7 @@ class Trainer:
                 steps_to_generalize_lasting=None if failed else lasting(k, "test_acc"),
                 val_steps_to_generalize_lasting=None if failed or self.val_set is None else lasting(k, "val_acc"),
                 final_val_acc=last[k].get("val_acc") if k in last else None,
+                final_val_loss=last[k].get("val_loss") if k in last else None,
                 failed=failed,
                 failed_step=failed_step[k] if failed else None,
                 error="loss became NaN or inf" if failed else None,

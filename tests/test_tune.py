@@ -1,0 +1,101 @@
+"""grokkit tune: equal budgets per arm, selection on the validation split only, fresh seeds for the final runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from grokkit.tasks import Split
+from grokkit.tasks.modular import ModularTask
+from grokkit.tune import TuneError, load_tune, parse_tune, run_tune, seed_score
+
+SMOKE = Path(__file__).parents[1] / "configs" / "tune" / "smoke.yaml"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    spec, root = load_tune(SMOKE)
+    out = tmp_path_factory.mktemp("tune") / "smoke"
+    return spec, root, out, run_tune(spec, root, out, log=quiet)
+
+
+def test_every_arm_gets_the_same_budget_and_fresh_seeds(smoke):
+    spec, _, out, result = smoke
+    trace = pd.read_csv(out / "trace.csv")
+    assert trace.groupby("arm").size().to_dict() == {"scratch": 4, "distill": 4}
+    assert set(trace["round"]) == {0, 1}  # 2 candidates per round
+    assert trace.groupby("arm").chosen.sum().to_dict() == {"scratch": 1, "distill": 1}
+    for arm in ("scratch", "distill"):  # every candidate of every arm: the same step budget and search seeds
+        d = out / "arms" / arm / "search" / "trials"
+        summaries = [json.loads(p.read_text()) for p in d.glob("*/summary.json")]
+        assert len(summaries) == 4 and {s["steps"] for s in summaries} == {300}
+        assert {s["members"][0]["seed"] for s in summaries} == {0}
+        chosen = trace[(trace.arm == arm) & trace.chosen].iloc[0]
+        assert chosen.score == trace[trace.arm == arm].score.min()
+    final = pd.read_csv(out / "final.csv")
+    assert final.groupby("arm").seed.apply(sorted).to_dict() == {"distill": [100, 101, 102],
+                                                                 "scratch": [100, 101, 102]}
+    assert json.loads((out / "chosen.json").read_text()) == result["chosen"]
+    assert "Budget per arm (the same for every arm): 4 candidates" in (out / "tune.md").read_text()
+    # the search's packed ensembles: a round's candidates differ only in lr / weight decay
+    groups = {json.loads(p.read_text())["sweep"]["pack_size"]
+              for p in (out / "arms" / "scratch" / "search" / "trials").glob("*/summary.json")}
+    assert groups == {2}
+
+
+def test_a_finished_tune_runs_nothing_again(smoke):
+    spec, root, out, result = smoke
+    logs: list[str] = []
+    again = run_tune(spec, root, out, log=logs.append)
+    assert again["chosen"] == result["chosen"]
+    assert not any("to run in" in line and "0 to run" not in line for line in logs), logs
+
+
+def test_selection_never_reads_the_test_split(smoke, tmp_path, monkeypatch):
+    spec, root, out, result = smoke
+    original = ModularTask.split
+
+    def corrupted(self, vocab, train_fraction, seed, val_fraction=0.0):  # test labels shuffled: test acc at chance
+        s = original(self, vocab, train_fraction, seed, val_fraction)
+        g = torch.Generator().manual_seed(seed)
+        bad = s.test.labels[torch.randperm(len(s.test.labels), generator=g)]
+        return Split(s.train, type(s.test)(s.test.tokens, bad, s.test.answer_range), s.val)
+
+    monkeypatch.setattr(ModularTask, "split", corrupted)
+    corrupt = run_tune(spec, root, tmp_path / "corrupt", log=quiet)
+    assert corrupt["chosen"] == result["chosen"]
+    clean, dirty = pd.read_csv(out / "trace.csv"), pd.read_csv(tmp_path / "corrupt" / "trace.csv")
+    pd.testing.assert_series_equal(clean.score, dirty.score)
+    assert pd.read_csv(tmp_path / "corrupt" / "final.csv").final_test_acc.max() < 0.5  # the test split was broken
+
+
+def test_seed_score_orders_lasting_generalisation_before_any_loss():
+    assert seed_score({"val_steps_to_generalize_lasting": 250}, 300) < seed_score({"final_val_loss": 0.0}, 300)
+    assert seed_score({"final_val_loss": 0.1}, 300) < seed_score({"final_val_loss": 2.0}, 300)
+    assert seed_score({"failed": True, "final_val_loss": 0.1}, 300) == float("inf")
+
+
+def test_invalid_tune_specs(tmp_path):
+    data = yaml.safe_load(SMOKE.read_text())
+    with pytest.raises(TuneError, match="must be fresh"):
+        parse_tune({**data, "final": {"seeds": [0, 1]}})
+    with pytest.raises(TuneError, match="cannot be searched"):
+        parse_tune({**data, "arms": [{"name": "a", "space": {"training.steps": {"low": 1, "high": 9}}}]})
+    with pytest.raises(TuneError, match="low < high"):
+        parse_tune({**data, "arms": [{"name": "a", "space": {"optimizer.lr": {"low": 1, "high": 0.1}}}]})
+    no_val = dict(data, base=dict(data["base"], task={"op": "add", "modulus": 23, "train_fraction": 0.4}))
+    with pytest.raises(TuneError, match="validation split"):
+        run_tune(parse_tune(no_val), SMOKE.parent, tmp_path / "t", log=quiet)
+    assert not (tmp_path / "t").exists()  # nothing written
+    typo = dict(data, arms=[{"name": "a", "space": {"optimizer.lrr": {"low": 0.001, "high": 0.1}}}])
+    with pytest.raises(TuneError, match="lrr"):
+        run_tune(parse_tune(typo), SMOKE.parent, tmp_path / "t2", log=quiet)
