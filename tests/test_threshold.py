@@ -57,3 +57,29 @@ def test_report_files(tmp_path):
     assert th.set_index("method").x50["a"] > th.set_index("method").x50["b"]
     for name in ("threshold.csv", "threshold.md", "threshold.png"):
         assert (tmp_path / name).exists()
+
+
+def test_the_newton_fit_is_statsmodels_penalised_glm():
+    sm = pytest.importorskip("statsmodels.api")
+    from grokkit.analysis.threshold import RIDGE, fit_logistic
+
+    x = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 5).astype(float)
+    y = (x >= 0.3).astype(float)
+    y[11] = 0.0  # not separated: a finite maximum both solvers reach
+    fit = fit_logistic(x, y)
+    z = (x - x.mean()) / x.std()
+    ref = sm.GLM(y, np.stack([np.ones_like(z), z], 1), family=sm.families.Binomial()).fit_regularized(
+        alpha=np.array([1e-6, RIDGE]) / len(x), L1_wt=0.0, cnvrg_tol=1e-12, maxiter=1000)
+    assert fit.b0 == pytest.approx(ref.params[0], rel=1e-3) and fit.b1 == pytest.approx(ref.params[1], rel=1e-3)
+
+
+def test_the_threshold_counts_generalisation_that_lasted(tmp_path):
+    x = np.repeat([0.1, 0.2, 0.3, 0.4], 4)
+    lasting = x >= 0.3
+    first = x >= 0.2  # at 0.2 every seed crossed once and fell back
+    table = pd.DataFrame({"task.train_fraction": x, "case": "a", "status": "ok", "generalized": first,
+                          "generalized_lasting": lasting, "steps_to_generalize": pd.array([100] * 16, dtype="Int64"),
+                          "steps_to_generalize_lasting": pd.array([200] * 16, dtype="Int64")})
+    th = threshold_report(table, tmp_path, n_bootstrap=20)
+    assert 0.2 < th.x50.iloc[0] < 0.3  # from the lasting outcome; the first crossings would put it below 0.2
+    assert threshold_report(table.drop(columns=["generalized_lasting"]), tmp_path, n_bootstrap=20).x50.iloc[0] < 0.2

@@ -87,11 +87,13 @@ def headline_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     for group, summary in runs.items():
         for m in summary["members"]:
             rows.append({"group": group, "seed": m["seed"], "steps_to_generalize": m["steps_to_generalize"],
+                         "steps_to_generalize_lasting": m.get("steps_to_generalize_lasting"),
                          "final_test_acc": round(m["final_test_acc"], 4) if m["final_test_acc"] is not None else None,
                          "final_train_acc": round(m["final_train_acc"], 4) if m["final_train_acc"] is not None
                          else None, "steps": summary["steps"]})
     table = pd.DataFrame(rows)
-    table["steps_to_generalize"] = table["steps_to_generalize"].astype("Int64")
+    for c in ("steps_to_generalize", "steps_to_generalize_lasting"):
+        table[c] = table[c].astype("Int64")
     return table
 
 

@@ -117,13 +117,16 @@ def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> p
         by = ["all"]
 
     def agg(g: pd.DataFrame) -> pd.Series:
-        steps = g.loc[g.generalized, "steps_to_generalize"].astype(float)
+        # generalisation that lasted (to the end of the run); first crossings are in the table's other columns
+        gen = g.generalized_lasting.astype(bool) if "generalized_lasting" in g else g.generalized.astype(bool)
+        steps = g.loc[gen, "steps_to_generalize_lasting" if "generalized_lasting" in g else "steps_to_generalize"
+                      ].astype(float)
         acc = g["final_test_acc"].astype(float)
         return pd.Series({
             "trials": len(g),
             "errors": int((g.status == "error").sum()),
-            "generalized": int(g.generalized.sum()),
-            "p_gen": g.generalized.mean(),
+            "generalized": int(gen.sum()),
+            "p_gen": gen.mean(),
             "steps_med": steps.median() if len(steps) else float("nan"),
             "steps_q25": steps.quantile(0.25) if len(steps) else float("nan"),
             "steps_q75": steps.quantile(0.75) if len(steps) else float("nan"),
