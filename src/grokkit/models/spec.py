@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from grokkit.registry import Registry
 from grokkit.schema import Strict
+
+#: Fields of the one flat model section of grokkit <= 0.x and their defaults (config.yaml files written then list them
+#: all); a field of another kind at this default is dropped when such a file is read.
+LEGACY_MODEL_DEFAULTS: dict[str, Any] = {"d_embed": None, "d_model": 128, "n_heads": 4, "d_head": 32,
+                                         "activation": "relu", "layer_norm": False}
 
 
 class ModelSpec(Strict):
@@ -30,6 +35,13 @@ class ModelSpec(Strict):
     init_scale: float = Field(
         1.0, gt=0, description="every weight matrix (W_*) of the fresh initialisation multiplied by this factor "
         "(Omnigrok's alpha; GrokTransfer A.3); biases start at 0 and LayerNorm at 1 whatever the factor")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        from grokkit.tasks.base import drop_legacy_defaults
+
+        return drop_legacy_defaults(cls, data, LEGACY_MODEL_DEFAULTS)
 
     @property
     def embed_width(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from grokkit.registry import Registry
 from grokkit.schema import Strict
@@ -206,6 +206,11 @@ class TaskSpec(Strict):
     kind: str
     split_seed: int | None = Field(None, description="seed of the train/test split; default: each member's seed")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return drop_legacy_defaults(cls, data, LEGACY_TASK_DEFAULTS)
+
     @property
     def is_modular(self) -> bool:
         return self.modular
@@ -230,6 +235,21 @@ class TaskSpec(Strict):
     def describe_data(self) -> str:
         """The training data in a few words, for figure captions ("20% of pairs")."""
         raise NotImplementedError
+
+
+#: Fields of the one flat task section of grokkit <= 0.x and their defaults: config.yaml files written then list every
+#: field of every kind; a field of another kind at this default is dropped when such a file is read.
+LEGACY_TASK_DEFAULTS: dict[str, Any] = {
+    "op": "add", "modulus": 113, "train_fraction": 0.3, "val_fraction": 0.0, "n_val": 0, "n_bits": None, "k": None,
+    "n_train": None, "n_test": None, "secret_seed": 0, "label_noise": 0.0, "positional_tokens": False}
+
+
+def drop_legacy_defaults(cls: type, data: Any, legacy: dict[str, Any]) -> Any:
+    """``data`` without the keys that ``cls`` does not have and that hold their legacy default (see above)."""
+    if not isinstance(data, dict):
+        return data
+    fields = cls.model_fields  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in fields or k not in legacy or v != legacy[k]}
 
 
 #: task kinds (``task.kind``) -> their config class
