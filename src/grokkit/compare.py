@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec  # noqa: E402
+from grokkit.rundir import RunDir  # noqa: E402
 from grokkit.tables import markdown_table  # noqa: E402
 
 
@@ -67,8 +68,8 @@ def _setting_key(label: str) -> str:
 def _required_costs(sweep_dir: Path) -> dict[str, float]:
     out = {}
     for d in sorted((sweep_dir / "requires").glob("*")):
-        if (d / "summary.json").exists():
-            out[d.name] = float(json.loads((d / "summary.json").read_text()).get("wall_seconds", 0.0))
+        if RunDir(d).has_summary():
+            out[d.name] = float(RunDir(d).read_summary().get("wall_seconds", 0.0))
     return out
 
 

@@ -21,6 +21,7 @@ from grokkit.api import run
 from grokkit.checkpoint import atomic_write, atomic_write_text
 from grokkit.config import RunConfig, apply_overrides, parse_config
 from grokkit.plots import plot_groups
+from grokkit.rundir import RunDir
 from grokkit.tables import cell, markdown_table  # noqa: F401 (markdown_table: re-exported)
 
 CONFIGS = ("teacher_add113.yaml", "student_add107_distill.yaml", "student_add107_scratch.yaml")
@@ -64,8 +65,8 @@ def run_demo(out: str | Path, n_seeds: int | None = None, student_steps: int | N
     table = headline_table({"distilled": distill, "scratch": scratch})
     atomic_write(out / "headline.csv", lambda p: table.to_csv(p, index=False))
     groups = {
-        f"distilled from mod-{teacher_cfg.task.modulus} teacher": pd.read_csv(out / "distill" / "metrics.csv"),
-        "from scratch": pd.read_csv(out / "scratch" / "metrics.csv"),
+        f"distilled from mod-{teacher_cfg.task.modulus} teacher": RunDir(out / "distill").read_metrics(),
+        "from scratch": RunDir(out / "scratch").read_metrics(),
     }
     plot_groups(groups, out / "comparison.png",
                 f"(a+b) mod {distill_cfg.task.modulus}, {distill_cfg.task.train_fraction:.0%} of pairs: "

@@ -15,7 +15,6 @@ Outputs in ``OUT``: ``<name>.png``, ``<name>.csv`` (every curve: step, n_seeds, 
 
 from __future__ import annotations
 
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec, read_yaml  # noqa: E402
+from grokkit.rundir import RunDir  # noqa: E402
 from grokkit.tables import markdown_table  # noqa: E402
 
 
@@ -124,10 +124,9 @@ def sweep_trials(sweep_dir: Path) -> list[tuple[dict[str, Any], Path]]:
     """(coordinates, trial directory) of every finished trial of a sweep."""
     out = []
     for d in sorted((sweep_dir / "trials").glob("*")):
-        summary = d / "summary.json"
-        if summary.exists() and (d / "metrics.csv").exists():
-            coords = json.loads(summary.read_text()).get("sweep", {}).get("coords", {})
-            out.append((coords, d))
+        run = RunDir(d)
+        if run.has_summary() and run.has_metrics():
+            out.append((run.read_summary().get("sweep", {}).get("coords", {}), d))
     return out
 
 
@@ -138,7 +137,7 @@ def curve_table(curve: Curve, panel: Panel, trials: list[tuple[dict[str, Any], P
     for coords, d in trials:
         if not _matches(coords, curve.where):
             continue
-        m = pd.read_csv(d / "metrics.csv")
+        m = RunDir(d).read_metrics()
         if y not in m.columns or panel.x not in m.columns:
             raise ReproError(f"curve {curve.label!r}: {d}/metrics.csv has no column {y!r} or {panel.x!r} "
                              f"(columns: {', '.join(m.columns)})")

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from grokkit.checkpoint import atomic_write
+from grokkit.rundir import RunDir
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial
 
 RESULTS_FILE = "results.parquet"
@@ -37,9 +38,9 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     config.pop("seeds", None)
     for k, v in config.items():
         row.setdefault(k, v)
-    summary_path, error_path = d / "summary.json", d / "error.json"
-    if summary_path.exists():
-        s = json.loads(summary_path.read_text())
+    run, error_path = RunDir(d), d / "error.json"
+    if run.has_summary():
+        s = run.read_summary()
         m = s["members"][0]
         sw = s.get("sweep", {})
         row.update(status="failed" if m["failed"] else "ok", error=m.get("error"),
