@@ -22,6 +22,8 @@ def kind(path: Path) -> str:
     data = yaml.safe_load(path.read_text())
     if "settings" in data:
         return "compare"
+    if "arms" in data:
+        return "tune"
     if "cases" in data or "grid" in data or "zip" in data or "n_seeds" in data:
         return "sweep"
     if path.parent.name == "repro":
@@ -30,7 +32,7 @@ def kind(path: Path) -> str:
 
 
 def test_the_package_ships_every_kind_of_config():
-    assert {kind(p) for p in FILES} == {"compare", "sweep", "figure", "run"}
+    assert {kind(p) for p in FILES} == {"compare", "sweep", "figure", "run", "tune"}
     assert len(FILES) > 20
 
 
@@ -47,5 +49,11 @@ def test_shipped_config_validates(path: Path):
         for setting in spec.settings.values():
             sweep = setting if isinstance(setting, str) else setting.sweep
             assert (root / sweep).exists()
+    elif k == "tune":
+        from grokkit.tune import _check_arm, load_tune
+
+        spec, root = load_tune(path)
+        for arm in spec.arms:  # every arm's config, with a validation split and every searched key
+            _check_arm(spec, root, arm)
     else:
         load_figure(path)
