@@ -15,8 +15,9 @@ from grokkit.checkpoint import DiskFullError
 from grokkit.config import ConfigError, load_config
 
 HELP = ("grokkit: study and induce grokking in small models. Train a config into a run directory (run), the "
-        "headline distillation demo (demo), sweeps and the paper's figures (sweep, repro, compare), and read the "
-        "results (results, threshold, report, analyze). Each command's --help says more.")
+        "headline distillation demo (demo), sweeps and the paper's figures (sweep, repro, compare), equal-budget "
+        "tuning of methods (tune), and read the results (results, threshold, report, analyze). Each command's --help "
+        "says more.")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 err = Console(stderr=True, soft_wrap=True)
@@ -117,8 +118,9 @@ def tune_cmd(
     workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
     address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
 ) -> None:
-    """Tune every arm with the same budget (selection on the validation split), then re-run each arm's chosen
-    setting on fresh seeds and report it on the test split: DIR/tune.md, trace.csv, chosen.json, final.csv."""
+    """Tune every arm with the same budget (selection on validation), then test each arm's choice on fresh seeds.
+
+    Writes DIR/tune.md, trace.csv (every candidate), chosen.json and final.csv; a killed tune resumes."""
     from grokkit.sweep import SweepError
     from grokkit.tables import markdown_table
     from grokkit.tune import TuneError, load_tune, run_tune
