@@ -151,6 +151,8 @@ def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, prog
             log(f"resuming {rundir} from step {trainer.step}")
             rundir.write_metrics(trainer.rows)  # the rows the checkpoint holds
         trainer.on_checkpoint = lambda t: rundir.write_metrics(t.rows)  # progress on disk while training
+        if cfg.training.snapshot_every or cfg.training.snapshot_steps:
+            trainer.on_snapshot = lambda t: rundir.write_snapshot(t.step, t.model, setup.vocab)
     show = cfg.training.progress if progress is None else progress
     bar = _progress_bar(show and sys.stderr.isatty())
     callbacks: list[Callable[[Trainer], None]] = []

@@ -188,6 +188,10 @@ class Trainer:
         self.elapsed_before = 0.0
         #: called after each checkpoint is saved (e.g. to write the metrics so far next to it)
         self.on_checkpoint: Callable[[Trainer], None] | None = None
+        #: called at every step ``training.snapshot_every`` / ``snapshot_steps`` name, before that step's update (the
+        #: run directory writes the weights there); None: no snapshots
+        self.on_snapshot: Callable[[Trainer], None] | None = None
+        self._last_snapshot = -1
 
     # ------------------------------------------------------------------------------------------------ one step
     def _batch(self) -> tuple[EnsembleExamples, torch.Tensor | None]:
@@ -373,6 +377,9 @@ class Trainer:
         resumed_at = self.step
         any_active = bool(self.active.any())
         while True:
+            if self.on_snapshot is not None and self._last_snapshot != self.step and self.snapshot_due(self.step):
+                self.on_snapshot(self)
+                self._last_snapshot = self.step
             if (self.step % tc.eval_every == 0 or self.step == tc.steps) and self.last_eval_step != self.step:
                 self._report_new_failures(reported)
                 self.evaluate()
@@ -394,6 +401,10 @@ class Trainer:
             self.train_step()
         self._report_new_failures(reported)
         return self._result(self.elapsed_before + time.perf_counter() - t0)
+
+    def snapshot_due(self, step: int) -> bool:
+        tc = self.settings.training
+        return bool(tc.snapshot_every and step % tc.snapshot_every == 0) or step in tc.snapshot_steps
 
     def _all_generalized(self) -> bool:
         return all(s is not None for s, a in zip(self.steps_to_generalize, self.active.tolist()) if a)

@@ -112,3 +112,46 @@ def plot_loss_decomposition(members: Sequence[Mapping], path: Path, title: str) 
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_progress_over_time(frame: pd.DataFrame, bounds: Mapping[str, int | None], path: Path, title: str) -> None:
+    """Nanda et al.'s picture: train / test / restricted / excluded loss (log scale) against step, accuracies, the
+    Fourier sparsity of the embedding and the weight norm; mean over members, min-max shaded, phase boundaries
+    (:func:`grokkit.analysis.progress.phases`) as dotted lines."""
+    g = frame.groupby("step")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = [
+        (axes[0, 0], [("train_loss", "train"), ("test_loss", "test"), ("restricted_loss", "restricted"),
+                      ("excluded_loss", "excluded")], "loss (train pairs; test: held-out pairs)", True),
+        (axes[0, 1], [("train_acc", "train"), ("test_acc", "test")], "accuracy", False),
+        (axes[1, 0], [("key_energy_fraction", "key frequencies' share of W_E"), ("gini", "Gini of Fourier norms")],
+         "Fourier sparsity of the embedding", False),
+        (axes[1, 1], [("weight_norm", "all weights")], "L2 weight norm", False),
+    ]
+    steps = g.size().index.to_numpy(float)
+    for ax, series, label, log in panels:
+        for i, (col, name) in enumerate(series):
+            if col not in frame or frame[col].isna().all():
+                continue
+            mean, lo, hi = g[col].mean(), g[col].min(), g[col].max()
+            ax.plot(steps, mean.to_numpy(float), color=f"C{i}", label=name)
+            ax.fill_between(steps, lo.to_numpy(float), hi.to_numpy(float), color=f"C{i}", alpha=0.15)
+        for phase, step in bounds.items():
+            if step is not None:
+                ax.axvline(max(step, 1), color="0.4", ls=":", lw=1)
+                if ax is axes[0, 0]:
+                    ax.text(max(step, 1), 0.98, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7,
+                            va="top", rotation=90, color="0.3")
+        ax.set_xscale("symlog", linthresh=max(1.0, float(steps[steps > 0].min()) if (steps > 0).any() else 1.0))
+        ax.set_xlim(left=0)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    n = frame.member.nunique()
+    fig.suptitle(f"{title} (mean over {n} member(s), min-max shaded; dotted: phase boundaries)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)

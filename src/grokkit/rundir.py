@@ -38,6 +38,8 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 #: held (an OS file lock) while a run writes its directory; removed when the run ends
 LOCK_FILE = ".run.lock"
+#: weight snapshots during training (``training.snapshot_every`` / ``snapshot_steps``), one model file per step
+SNAPSHOT_DIR = "snapshots"
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "CURVES_FILE", "LOCK_FILE", "METRICS_FILE", "METRIC_COLUMNS",
            "MODEL_FILE", "SUMMARY_FILE", "RunDir", "RunError", "caption", "curve_title", "metrics_frame", "run_lock",
            "train_fraction"]
@@ -287,6 +289,27 @@ class RunDir:
 
         atomic_write(self.curves_path, lambda p: fig.savefig(p, dpi=120, format="png"))
         plt.close(fig)
+
+    # ------------------------------------------------------------------------------------------ snapshots
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path / SNAPSHOT_DIR
+
+    def write_snapshot(self, step: int, model: EnsembleModel, vocab: Vocabulary) -> Path:
+        """Every member's weights at ``step`` as a model file (``snapshots/step_NNNNNNN.safetensors``, atomic)."""
+        path = self.snapshot_dir / f"step_{step:07d}.safetensors"
+        save_model(path, model, vocab, {"step": step})
+        return path
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(step, file) of every snapshot, in step order."""
+        out = []
+        for p in self.snapshot_dir.glob("step_*.safetensors"):
+            try:
+                out.append((int(p.stem.removeprefix("step_")), p))
+            except ValueError:
+                continue
+        return sorted(out)
 
     def remove_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)

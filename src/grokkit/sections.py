@@ -82,6 +82,17 @@ class TrainingConfig(_Strict):
     early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals)")
     patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
     checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints; 0: none")
+    snapshot_every: int = Field(0, ge=0, description="steps between weight snapshots of every member "
+                                "(DIR/snapshots/step_NNNNNNN.safetensors, step 0 included); 0: none")
+    snapshot_steps: list[int] = Field(default_factory=list, description="further steps to snapshot (e.g. "
+                                      "log-spaced: [0, 10, 30, 100, 300, 1000])")
+
+    @field_validator("snapshot_steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v):
+            raise ValueError(f"snapshot_steps must be >= 0, got {v}")
+        return sorted(set(v))
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     member_chunk: int | None = Field(

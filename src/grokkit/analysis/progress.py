@@ -30,9 +30,15 @@ run's shared vocabulary and answers read at one position (``final`` unless told 
 * **Weight norms**: L2 norm of each parameter group (``embed``, ``pos_embed``, ``blocks.i.attn``, ``blocks.i.mlp``,
   LayerNorms, ``unembed``) and of all weights (the ``weight_norm`` of ``metrics.csv``), and the sum of squared weights.
 
-A run directory keeps the final model (``model.safetensors``); the engine's ``checkpoint.safetensors`` exists only
-while a run is unfinished (it is for resuming and is deleted at the end). :func:`analyze_run` analyses what is there:
-the final model, and the resume checkpoint at its step if the run is still in progress.
+* **Sparsity of the spectrum**: the Gini coefficient of the Fourier norms (0: every frequency alike; towards 1: the
+  embedding on a few frequencies).
+
+A run directory keeps the final model (``model.safetensors``), the weight snapshots of ``training.snapshot_every`` /
+``snapshot_steps`` (``snapshots/``), and, while it is unfinished, the engine's ``checkpoint.safetensors``.
+:func:`analyze_run` analyses all of them. Over time (snapshots), the restricted and excluded losses use each member's
+key frequencies **of its last model** (as Nanda et al. do with the final model's), so the curves measure how much of
+the final algorithm is present at each step; :func:`over_time` tabulates every measure per snapshot and member, and
+:func:`phases` places the phase boundaries (rules in its docstring).
 """
 
 from __future__ import annotations
@@ -91,6 +97,16 @@ class KeyFrequencies:
     frequencies: list[int]  # in decreasing order of norm
     gap: float  # squared-norm ratio across the gap that was found (the largest in the first half)
     energy_fraction: float  # share of the non-constant squared norm held by the key frequencies
+
+
+def gini(values: torch.Tensor) -> float:
+    """The Gini coefficient of non-negative ``values`` (0: all equal; (n-1)/n: one non-zero)."""
+    v = values.double().flatten().sort().values
+    n, total = len(v), float(v.sum())
+    if n == 0 or total <= 0:
+        return 0.0
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    return float((2 * (ranks * v).sum()) / (n * total) - (n + 1) / n)
 
 
 def key_frequencies(norms: torch.Tensor, min_gap: float = MIN_GAP) -> KeyFrequencies:
@@ -233,6 +249,7 @@ def analyze_member(model: EnsembleTransformer, member: int, grid: torch.Tensor, 
             "key_frequencies": found.frequencies,
             "key_gap": found.gap,
             "key_energy_fraction": found.energy_fraction,
+            "gini": gini(norms),
         },
         "losses": {
             "train_loss": cross_entropy(train_logits, train_labels),
@@ -260,7 +277,7 @@ class RunModel:
 
 def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
     """(config, vocabulary, models) of a run directory; raises AnalysisError with the reason."""
-    from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load_checkpoint
+    from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load_checkpoint, load_model
     from grokkit.config import ConfigError
     from grokkit.recipes.common import build_model, build_vocab
     from grokkit.rundir import RunDir
@@ -278,6 +295,11 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
     if cfg.recipe == "continual":
         raise AnalysisError(f"{run_dir} is a continual run; analyse one of its stage directories")
     models: list[RunModel] = []
+    for snap_step, path in rd.snapshots():  # weight snapshots during training, in step order
+        try:
+            models.append(RunModel("snapshot", snap_step, load_model(path)[0]))
+        except CheckpointError as err:
+            raise AnalysisError(str(err)) from None
     step = None
     if rd.has_summary():
         try:
@@ -341,21 +363,82 @@ def analyze_run(run_dir: str | Path, member: int | None = None, position: str = 
         "key_frequency_rule": {"min_gap": min_gap, "override": key_freqs},
         "checkpoints": [],
     }
-    for rm in models:
+    def analyze(rm: RunModel, freqs: dict[int, list[int] | None]) -> dict[str, Any]:
         rm.model.eval()
         grid = grid_logits(rm.model, vocab, op, p, POSITIONS[position])
         rows = []
         for k in members:
             result = analyze_member(rm.model, k, grid[k], op, p, pairs(splits[k].train.tokens),
-                                    pairs(splits[k].test.tokens), collapse_classes, min_gap, key_freqs)
+                                    pairs(splits[k].test.tokens), collapse_classes, min_gap, freqs[k])
             rows.append({"member": k, "seed": seeds[k], **result})
-        out["checkpoints"].append({"label": rm.label, "step": rm.step, "members": rows})
+        return {"label": rm.label, "step": rm.step, "members": rows}
+
+    # the last model first: its key frequencies are the ones every snapshot's restricted/excluded loss uses
+    last = analyze(models[-1], {k: key_freqs for k in members})
+    final_freqs = {m["member"]: key_freqs or m["fourier"]["key_frequencies"] for m in last["members"]}
+    out["checkpoints"] = [analyze(rm, final_freqs) if rm.label == "snapshot" else analyze(rm, {k: key_freqs
+                                                                                             for k in members})
+                          for rm in models[:-1]] + [last]
     return out
+
+
+#: the columns of :func:`over_time`, besides label, step, member, seed and the weight-norm groups
+OVER_TIME = ("train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss", "excluded_loss",
+             "key_energy_fraction", "gini", "softmax_collapse_fraction", "weight_norm")
+
+
+def over_time(result: dict[str, Any]) -> Any:
+    """Every measure of every analysed model and member, one row each, in step order (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for ckpt in result["checkpoints"]:
+        for m in ckpt["members"]:
+            los, fou, norms = m["losses"], m["fourier"], m["weight_norms"]
+            rows.append({"label": ckpt["label"], "step": ckpt["step"], "member": m["member"], "seed": m["seed"],
+                         **{k: los[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc",
+                                                "restricted_loss", "excluded_loss")},
+                         "key_energy_fraction": fou["key_energy_fraction"], "gini": fou["gini"],
+                         "key_frequencies": " ".join(map(str, fou["key_frequencies"])),
+                         "softmax_collapse_fraction": m["softmax_collapse_fraction"],
+                         "weight_norm": norms.get("total"),
+                         **{f"norm@{g}": v for g, v in norms.items() if g not in ("total", "sum_of_squares")}})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values(["step", "member"], kind="stable").drop_duplicates(["step", "member"], keep="last")
+    return frame.reset_index(drop=True)
+
+
+def phases(frame: Any, threshold: float = 0.99) -> dict[str, int | None]:
+    """Phase boundaries from the member-mean curves of :func:`over_time` (Nanda et al.'s three phases), by rule:
+
+    * ``memorised``: the first step at which mean train accuracy >= ``threshold`` (memorisation done; circuit formation
+      goes on underneath, visible as the restricted loss falling while test loss stays high);
+    * ``cleanup``: the first step at which mean test accuracy >= 0.5 (test loss leaves its plateau: weight decay is
+      removing the memorising components, the excluded loss rises);
+    * ``generalised``: the first step from which mean test accuracy stays >= ``threshold`` to the last step.
+
+    None where a boundary is not reached."""
+    if not len(frame):
+        return {"memorised": None, "cleanup": None, "generalised": None}
+    mean = frame.groupby("step")[["train_acc", "test_acc"]].mean().sort_index()
+
+    def first(cond: Any) -> int | None:
+        hit = mean.index[cond.to_numpy()]
+        return int(hit[0]) if len(hit) else None
+
+    lasting = None
+    for step, acc in zip(mean.index, mean.test_acc):
+        lasting = (lasting if lasting is not None else int(step)) if acc >= threshold else None
+    return {"memorised": first(mean.train_acc >= threshold), "cleanup": first(mean.test_acc >= 0.5),
+            "generalised": lasting}
 
 
 # ------------------------------------------------------------------------------------------------ outputs
 ANALYSIS_FILE = "analysis.json"
 FIGURES = ("analysis_fourier.png", "analysis_weight_norms.png", "analysis_losses.png")
+#: written when the run holds more than one model (snapshots): every measure per step and member, and the figure
+OVER_TIME_FILES = ("analysis_over_time.csv", "analysis_over_time.png")
 
 
 def write_analysis(result: dict[str, Any], out: str | Path) -> list[Path]:
@@ -372,5 +455,16 @@ def write_analysis(result: dict[str, Any], out: str | Path) -> list[Path]:
     plot_fourier_norms(latest["members"], paths[1], f"Fourier norms of W_E, {title}")
     plot_weight_norms(latest["members"], paths[2], f"weight norms, {title}")
     plot_loss_decomposition(latest["members"], paths[3], f"train loss decomposition, {title}")
+    frame = over_time(result)
+    if frame.step.nunique() > 1:
+        from grokkit.io import atomic_write
+        from grokkit.plots import plot_progress_over_time
+
+        bounds = phases(frame)
+        result["phases"] = bounds
+        csv, png = (out / f for f in OVER_TIME_FILES)
+        atomic_write(csv, lambda q: frame.to_csv(q, index=False))
+        plot_progress_over_time(frame, bounds, png, f"{result['task']}: progress measures over training")
+        paths += [csv, png]
     atomic_write_text(paths[0], json.dumps(result, indent=2))
     return paths

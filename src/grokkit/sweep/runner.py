@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from grokkit.checkpoint import atomic_write_text
+from grokkit.checkpoint import atomic_write_text, load_model
 from grokkit.config import MEMBER_SETTINGS, MemberConfig, RunConfig, parse_config
 from grokkit.rundir import RunDir, curve_title, train_fraction
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
@@ -236,10 +236,18 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
     source = RunDir(group_dir)
     metrics = source.read_metrics()
     model, vocab, meta = source.read_model()
-    params = dict(model.named_parameters())
     k = len(group.trials)
     starts = _attempts(group_dir)
     attempts, resumed = max(1, len(starts)), bool(starts and starts[-1]["resumed"])
+    snapshots = [(step, load_model(path)[0]) for step, path in source.snapshots()]
+
+    def member(m: Any, i: int, seed: int) -> Any:
+        single = same_model(m, [seed])
+        with torch.no_grad():
+            for name, p in single.named_parameters():
+                p.copy_(dict(m.named_parameters())[name][i:i + 1])
+        return single
+
     for i, trial in enumerate(group.trials):
         d = RunDir(trial_dir(sweep_dir, trial))
         d.path.mkdir(parents=True, exist_ok=True)
@@ -248,10 +256,10 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
         cfg = trial.config
         d.write_config(cfg)
         rows = d.write_metrics(metrics[metrics.member == i].assign(member=0))
-        single = same_model(model, [cfg.member_list()[0].seed])
-        with torch.no_grad():
-            for name, p in single.named_parameters():
-                p.copy_(params[name][i:i + 1])
+        seed = cfg.member_list()[0].seed
+        single = member(model, i, seed)
+        for step, snap in snapshots:  # the trial's own member of each of the group's snapshots
+            d.write_snapshot(step, member(snap, i, seed), vocab)
         d.write_model(single, vocab, {k_: v for k_, v in meta.items()
                                       if k_ not in ("format", "shape", "vocab", "token_layout", "seeds")})
         if len(rows):
