@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,10 +31,11 @@ def markdown_table(table: pd.DataFrame) -> str:
 #        last: col, ...; rows: 1, 3, 2; key: md header, ...; unchecked: md header, ... -->
 #   <!-- not data: reason -->            (prose, commands, settings)
 #   <!-- no data file: reason -->        (measured once, its data not kept)
-# PATH is a CSV, a JSON file (``key=`` a dotted path to a list of objects, an object of objects or one object; ``pivot``
-# turns a list of objects of objects into one row per inner object, fields ``<index>.<field>``) or a generated markdown
-# file (``key=`` the table's number, 1 by default). ``columns:`` maps a markdown header to data columns (several joined
-# by ``+``: the cell's numbers in order; ``@col=value`` takes that column from the row with the same key and col=value);
+# PATH is a CSV, a JSON file (``key=`` a dotted path to a list of objects, an object of objects or one object, ``a+b``
+# for a's rows then b's; ``pivot`` turns a list of objects of objects into one row per inner object, fields
+# ``<index>.<field>``) or a generated markdown file (``key=`` the table's number, 1 by default). ``columns:`` maps a
+# markdown header to data columns (several joined by ``+``: the cell's numbers in order; ``@col=value`` takes that
+# column from the row with the same key and col=value);
 # a header that is a data column needs no mapping; a header seen twice takes its mappings in order. ``where:`` keeps
 # rows, ``last:`` keeps the last row of each group, ``rows:`` picks rows by 1-based number. Rows are matched in order
 # unless ``key:`` names markdown columns that identify a row. Quote a header that holds ``,``, ``=`` or ``;``.
@@ -165,6 +166,8 @@ def load_data(marker: Marker, root: Path) -> list[dict[str, Any]]:
         return [dict(zip(t.header, r)) for r in t.rows]
     if path.suffix != ".json":
         raise ValueError(f"{marker.path}: a data file is .csv, .json or .md")
+    if "+" in (marker.selector or ""):  # key=a+b: a's rows, then b's
+        return [r for sel in (marker.selector or "").split("+") for r in load_data(replace(marker, selector=sel), root)]
     obj: Any = json.loads(path.read_text())
     for part in (marker.selector or "").split("."):
         obj = obj[int(part)] if part and isinstance(obj, list) else obj[part] if part else obj
