@@ -24,8 +24,9 @@ def test_docs_table(path: Path, table: Table) -> None:
     marker = parse_marker(table.marker)
     if marker.kind != "data":
         return
-    assert (ROOT / marker.path).is_file(), f"{where}: {marker.path} does not exist"
-    errors = check_table(table, load_data(marker, ROOT))
+    base = path.parent if marker.path.startswith("./") else ROOT  # ./file: beside the markdown (generated tables)
+    assert (base / marker.path).is_file(), f"{where}: {marker.path} does not exist"
+    errors = check_table(table, load_data(marker, base))
     assert not errors, f"{where}:\n" + "\n".join(errors)
 
 
@@ -147,3 +148,18 @@ def test_check_table_selection_and_per_column_rows() -> None:
     picked = table._replace(marker=marker)
     assert check_table(picked, data) == []
     assert check_table(picked._replace(marker=picked.marker.replace("rows: 2, 1", "rows: 1, 2")), data)
+
+
+def test_generated_threshold_tables_carry_a_marker_that_checks(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from grokkit.analysis.threshold import threshold_report
+
+    x = np.repeat([0.1, 0.2, 0.3, 0.4], 4)
+    table = pd.DataFrame({"task.train_fraction": x, "case": "a", "status": "ok", "generalized_lasting": x >= 0.3,
+                          "steps_to_generalize_lasting": pd.array([100] * 16, dtype="Int64")})
+    threshold_report(table, tmp_path, n_bootstrap=20)
+    (generated,) = parse_markdown_tables((tmp_path / "threshold.md").read_text())
+    marker = parse_marker(generated.marker)
+    assert marker.kind == "data" and not check_table(generated, load_data(marker, tmp_path))

@@ -190,6 +190,11 @@ def compare(path: str | Path, out: str | Path, executor: str = "local", workers:
     atomic_write_text(out / f"{spec.name}.csv", df.to_csv(index=False))
     once = ("\n\nTrained once per setting and shared by its trials (not in the per-trial times): "
             + "; ".join(teachers) + ".") if teachers else ""
-    atomic_write_text(out / f"{spec.name}.md", f"# {spec.title}\n\n{spec.caption}{once}\n\n" + markdown(df) + "\n")
+    marker = (f'<!-- data: ./{spec.name}.csv; columns: generalised=generalized+n_seeds, "median steps [IQR]"='
+              'median_steps+q25_steps+q75_steps, "steps per seed"=steps_per_seed, "final test acc (median)"='
+              'final_test_acc_median, "s / 1k steps"=seconds_per_1k_steps, "median s to generalise"='
+              'median_seconds_to_generalize -->\n')
+    atomic_write_text(out / f"{spec.name}.md", f"# {spec.title}\n\n{spec.caption}{once}\n\n" + marker + markdown(df)
+                      + "\n")
     plot(df, tables, out / f"{spec.name}.png", spec.title)
     return df

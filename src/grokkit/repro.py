@@ -222,7 +222,7 @@ def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
     summary = pd.DataFrame(summary_rows)
     atomic_write_text(out / f"{spec.name}_summary.csv", summary.to_csv(index=False))
     atomic_write_text(out / f"{spec.name}_summary.md", f"# {spec.title}\n\n{spec.caption}\n\n"
-                      + markdown_table(summary.round(3)) + "\n")
+                      f"<!-- data: ./{spec.name}_summary.csv -->\n" + markdown_table(summary.round(3)) + "\n")
     return {"png": out / f"{spec.name}.png", "csv": out / f"{spec.name}.csv", "summary": summary}
 
 

@@ -226,7 +226,9 @@ def threshold_report(table: pd.DataFrame, out: str | Path, x: str = "task.train_
     out = Path(out)
     thresholds = threshold_table(table, x, by, n_bootstrap, seed)
     atomic_write(out / "threshold.csv", lambda p: thresholds.to_csv(p, index=False))
-    lines = [f"| {by} | trials | generalised | {x} at P(generalise) = 0.5 |", "|---|---|---|---|"]
+    header = f"{x} at P(generalise) = 0.5"
+    lines = [f'<!-- data: ./threshold.csv; columns: {by}=method, trials=n_trials, generalised=n_generalized, '
+             f'"{header}"=summary -->', f"| {by} | trials | generalised | {header} |", "|---|---|---|---|"]
     for r in thresholds.itertuples():
         lines.append(f"| {r.method} | {r.n_trials} | {r.n_generalized} | {r.summary} |")
     atomic_write_text(out / "threshold.md", "\n".join(lines) + "\n")
