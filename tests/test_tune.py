@@ -99,3 +99,14 @@ def test_invalid_tune_specs(tmp_path):
     typo = dict(data, arms=[{"name": "a", "space": {"optimizer.lrr": {"low": 0.001, "high": 0.1}}}])
     with pytest.raises(TuneError, match="lrr"):
         run_tune(parse_tune(typo), SMOKE.parent, tmp_path / "t2", log=quiet)
+
+
+def test_the_tune_tables_agree_with_their_csvs(smoke):
+    from grokkit.tables import check_table, load_data, parse_markdown_tables, parse_marker
+
+    _, _, out, _ = smoke
+    tables = parse_markdown_tables((out / "tune.md").read_text())
+    assert len(tables) == 3  # the final table and one trace per arm
+    for t in tables:
+        marker = parse_marker(t.marker)
+        assert marker.kind == "data" and not check_table(t, load_data(marker, out)), t.marker

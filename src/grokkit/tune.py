@@ -24,7 +24,8 @@ sweeps (a killed round resumes from its groups' checkpoints), and a finished tun
 
 Layout of ``DIR``: ``tune.yaml`` (the spec), ``requires/NAME/``, ``arms/ARM/{optuna.journal,search/,final/}``,
 ``trace.csv`` (every candidate of every arm: round, settings, validation outcome per seed, score, chosen),
-``chosen.json``, ``final.csv`` (per arm and fresh seed: test outcome), ``tune.md`` (the tables).
+``chosen.json``, ``final.csv`` (per arm and fresh seed: test outcome), ``summary.csv`` and ``tune.md`` (the tables,
+each marked with the CSV it shows).
 """
 
 from __future__ import annotations
@@ -390,6 +391,7 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
         table = summary_table(final_all, chosen)
         atomic_write(out / "trace.csv", lambda p: trace_all.to_csv(p, index=False))
         atomic_write(out / "final.csv", lambda p: final_all.to_csv(p, index=False))
+        atomic_write(out / "summary.csv", lambda p: table.to_csv(p, index=False))
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2))
         atomic_write_text(out / "tune.md", _markdown(spec, trace_all, table))
         return {"chosen": chosen, "table": table.to_dict("records"), "final": final_all.to_dict("records")}
@@ -409,7 +411,8 @@ def _markdown(spec: TuneSpec, trace: pd.DataFrame, table: pd.DataFrame) -> str:
              f"{b.steps or 'the base config'} steps; selection on the validation split only (score: lasting "
              f"validation generalisation as a fraction of the budget, else 1 + log(1 + val loss); mean over seeds). "
              f"Final runs: fresh seeds {spec.final.seeds}, test split.", "",
-             markdown_table(table), "", "## Search trace", ""]
+             "<!-- data: ./summary.csv -->", markdown_table(table), "", "## Search trace", ""]
     for arm, g in trace.groupby("arm", sort=False):
-        lines += [f"### {arm}", "", markdown_table(g.drop(columns=["arm"]).round(6)), ""]
+        shown = g.drop(columns=["arm"]).dropna(axis=1, how="all").round(6)
+        lines += [f"### {arm}", "", f"<!-- data: ./trace.csv; where: arm={arm} -->", markdown_table(shown), ""]
     return "\n".join(lines)
