@@ -329,7 +329,10 @@ def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.
             "final test acc (mean ± sd)": f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.3f}",
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["median lasting step"] = table["median lasting step"].astype("Int64")
+    return table
 
 
 def _short(v: Any) -> str:
