@@ -134,7 +134,10 @@ def tune_cmd(
         return
     import pandas as pd
 
-    print(markdown_table(pd.DataFrame(result["table"])))
+    table = pd.DataFrame(result["table"])
+    if "median lasting step" in table:
+        table["median lasting step"] = table["median lasting step"].astype("Int64")
+    print(markdown_table(table))
     err.print(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}", highlight=False)
 
 
