@@ -110,3 +110,16 @@ def test_the_tune_tables_agree_with_their_csvs(smoke):
     for t in tables:
         marker = parse_marker(t.marker)
         assert marker.kind == "data" and not check_table(t, load_data(marker, out)), t.marker
+
+
+def test_the_cli_resumes_a_finished_tune_and_prints_its_table(smoke):
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    _, _, out, result = smoke
+    res = CliRunner().invoke(app, ["tune", str(SMOKE), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| arm | chosen |" in res.output and all(arm in res.output for arm in result["chosen"])
+    bad = CliRunner().invoke(app, ["tune", str(SMOKE.parent / "missing.yaml"), "--out", str(out / "x")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
