@@ -5,7 +5,7 @@ component is one ``@REGISTRY.register("name")`` in the component's own file."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -46,3 +46,18 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+
+
+def tagged_union(registry: Registry[Any], default: str) -> Any:
+    """A pydantic discriminated union over the config classes in ``registry``, chosen by their ``kind`` (``default``
+    when the input has none): a config section whose allowed kinds are whatever is registered."""
+    from typing import Annotated, Union
+
+    from pydantic import Discriminator, Tag
+
+    def kind(value: Any) -> str:
+        return value.get("kind", default) if isinstance(value, dict) else getattr(value, "kind", default)
+
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in registry.items())
+    return Annotated[Union[members], Discriminator(kind)]  # noqa: UP007
+

@@ -344,7 +344,7 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
     """Run (or resume) a tune into ``out``; returns the chosen settings and the final table (as records)."""
     from filelock import FileLock, Timeout
 
-    from grokkit.api import RunError, run
+    from grokkit.sweep.runner import train_required
     from grokkit.sweep.spec import required_configs
 
     out = Path(out)
@@ -372,15 +372,10 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
         raise TuneError(f"--out {out} is in use by another grokkit tune") from None
     try:
         atomic_write_text(saved, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        refs: dict[str, str] = {}
-        for name in spec.requires:
-            cfg = required_configs(sweep_like, root, refs)[name]
-            log(f"required run {name!r}: {cfg.name}")
-            try:
-                run(cfg, out / "requires" / name, progress=False, log=log)
-            except RunError as err:
-                raise TuneError(f"required run {name!r} cannot run: {err}") from None
-            refs[name] = str((out / "requires" / name).resolve())
+        try:
+            refs = train_required(sweep_like, root, out, log)
+        except SweepError as err:
+            raise TuneError(str(err)) from None
         run_kwargs = {"executor": executor, "workers": workers, "address": address}
         traces, finals, chosen = [], [], {}
         for arm in spec.arms:

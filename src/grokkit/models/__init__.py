@@ -15,14 +15,14 @@ import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from typing import Annotated, Any, Union
+from typing import Any
 
 import torch
-from pydantic import Discriminator, Tag
 
 from grokkit.models.mlp import EnsembleMLP, MLPConfig, MLPShape
 from grokkit.models.spec import MODELS, ModelSpec
 from grokkit.models.transformer import EnsembleTransformer, FactorisedEmbed, TransformerConfig, TransformerShape
+from grokkit.registry import tagged_union
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_") and _module.name not in ("spec", "kernels"):
@@ -31,15 +31,8 @@ for _module in pkgutil.iter_modules(__path__):
 EnsembleModel = EnsembleTransformer | EnsembleMLP
 
 
-def _kind(value: Any) -> str:
-    return value.get("kind", "transformer") if isinstance(value, dict) else getattr(value, "kind", "transformer")
-
-
 #: the ``model:`` section: one config class per registered model kind, chosen by ``kind`` (default transformer)
-ModelConfig = Annotated[
-    Union[tuple(Annotated[cls, Tag(name)] for name, cls in MODELS.items())],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(_kind),
-]
+ModelConfig = tagged_union(MODELS, default="transformer")
 
 
 def build_model_from_shape(kind: str, shape: dict[str, Any], seeds: Sequence[int]) -> EnsembleModel:

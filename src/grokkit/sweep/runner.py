@@ -242,10 +242,10 @@ def explode(group: Group, group_dir: Path, sweep_dir: Path, summary: dict[str, A
     snapshots = [(step, load_model(path)[0]) for step, path in source.snapshots()]
 
     def member(m: Any, i: int, seed: int) -> Any:
-        single = same_model(m, [seed])
+        single, params = same_model(m, [seed]), dict(m.named_parameters())
         with torch.no_grad():
             for name, p in single.named_parameters():
-                p.copy_(dict(m.named_parameters())[name][i:i + 1])
+                p.copy_(params[name][i:i + 1])
         return single
 
     for i, trial in enumerate(group.trials):
@@ -382,11 +382,27 @@ class _Lock:
         self._lock.release()
 
 
+def train_required(spec: SweepSpec, root: Path, out: Path, log: Callable[[str], None]) -> dict[str, str]:
+    """Train (or find finished) every run ``spec.requires`` names into ``out/requires/NAME``, in order, each with the
+    paths of the runs before it; returns their directories. A run that cannot start raises :class:`SweepError`."""
+    from grokkit.api import RunError, run
+
+    dirs: dict[str, str] = {}
+    for name in spec.requires:
+        cfg = required_configs(spec, root, dirs)[name]
+        log(f"required run {name!r}: {cfg.name}")
+        try:
+            run(cfg, out / "requires" / name, progress=False, log=log)
+        except RunError as err:
+            raise SweepError(f"required run {name!r} cannot run: {err}") from None
+        dirs[name] = str((out / "requires" / name).resolve())
+    return dirs
+
+
 def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "local", workers: int = 1,
               address: str | None = None, cpus_per_group: float = 1.0, dry_run: bool = False,
               log: Callable[[str], None] = print) -> SweepResult:
     """Run (or resume, or extend) a sweep into ``out``; returns what was planned and what happened."""
-    from grokkit.api import RunError, run
     from grokkit.sweep.store import build_table, write_table
 
     out = Path(out)
@@ -405,15 +421,7 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
     t0 = time.perf_counter()
     with _Lock(out):
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        required_dirs: dict[str, str] = {}
-        for name in required:
-            cfg = required_configs(spec, root, required_dirs)[name]  # with the paths of the runs before it
-            log(f"required run {name!r}: {cfg.name}")
-            try:
-                run(cfg, out / "requires" / name, progress=False, log=log)
-            except RunError as err:
-                raise SweepError(f"required run {name!r} cannot run: {err}") from None
-            required_dirs[name] = str((out / "requires" / name).resolve())
+        required_dirs = train_required(spec, root, out, log)
         trials = expand(spec, root, required_dirs)
         pending = [t for t in trials if not trial_done(out, t)]
         groups = plan(pending, spec.pack, spec.max_pack, spec.name, spec.max_padding)

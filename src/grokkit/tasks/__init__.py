@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Annotated, Any, Union
 
-from pydantic import Discriminator, Tag
-
+from grokkit.registry import tagged_union
 from grokkit.tasks.base import (
     LAYOUT_V1_OPERATIONS,
     POSITIONS,
@@ -46,15 +44,8 @@ from grokkit.tasks.modular import OPS, ModularTask, ModularTaskConfig  # noqa: E
 OPERATIONS: tuple[str, ...] = OPS.names()
 
 
-def _kind(value: Any) -> str:
-    return value.get("kind", "modular") if isinstance(value, dict) else getattr(value, "kind", "modular")
-
-
 #: the ``task:`` section: one config class per registered task kind, chosen by ``kind`` (default ``modular``)
-TaskConfig = Annotated[
-    Union[tuple(Annotated[cls, Tag(name)] for name, cls in TASKS.items())],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(_kind),
-]
+TaskConfig = tagged_union(TASKS, default="modular")
 
 __all__ = ["BIT_VOCABULARY", "LAYOUT_V1_OPERATIONS", "OPERATIONS", "OPS", "POSITIONS", "SEQUENCE_LENGTH", "TASKS",
            "EnsembleExamples", "Examples", "ModularTask", "ModularTaskConfig", "SparseParityTask", "Split", "Task",
