@@ -146,6 +146,11 @@ def prepare(setup: Setup) -> None:
     final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])[..., : setup.task.answer_range]
     agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
     setup.info["teacher_acc_on_student_test"] = float(agree)
+    # ... and how often the distilled position's own argmax is (what the student is pulled towards at T -> 0)
+    if position != POSITIONS["final"]:
+        at_kd = teacher_logits(teacher, setup.test.tokens, position)[..., : setup.task.answer_range]
+        hits = (at_kd.argmax(-1) == setup.test.labels).double() * setup.test.weight
+        setup.info["teacher_kd_acc_on_student_test"] = float(hits.sum() / setup.test.weight.sum())
     device = torch.device(cfg.training.device)
     teacher_targets = TeacherTargets.from_log_probs(targets).to(device)
     alpha, temperature = alpha.to(device), temperature.to(device)

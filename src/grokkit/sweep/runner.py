@@ -453,5 +453,9 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
             from grokkit.analysis.threshold import threshold_report
 
             threshold_report(table, out, spec.threshold.x, spec.threshold.by, spec.threshold.n_bootstrap)
+        if spec.map is not None and (table.status == "ok").any():
+            from grokkit.analysis.map import map_report
+
+            map_report(table, out, spec.map)
     result.wall_seconds = time.perf_counter() - t0
     return result

@@ -40,6 +40,9 @@ class Case(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     overrides: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra columns of this case's rows in the results table (e.g. the "
+        "operation, the modulus pair, the method a map reads); not part of the trial's name or config")
 
     @field_validator("name")
     @classmethod
@@ -56,6 +59,25 @@ class ThresholdSpec(BaseModel):
     x: str = "task.train_fraction"
     by: str = "case"
     n_bootstrap: int = Field(1000, ge=0)
+
+
+class MapSpec(BaseModel):
+    """A heat map over two result columns (e.g. operation x modulus pair) of a treatment arm against its control.
+
+    Every row of the results table belongs to the arm named by its ``arm`` column (a case label, e.g. ``method``).
+    A cell is a (``rows``, ``cols``) value of the treatment's trials; its control is the control arm's trials that
+    agree with the cell's treatment trials on every ``match`` column (e.g. the student's operation, modulus and
+    training fraction), so one from-scratch control can serve every teacher of the same student.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rows: str
+    cols: str
+    arm: str = "method"
+    treatment: str = "distill"
+    control: str = "scratch"
+    match: list[str] = Field(default_factory=lambda: ["task.op", "task.modulus", "task.train_fraction"])
+    title: str = ""
 
 
 class SweepSpec(BaseModel):
@@ -75,6 +97,7 @@ class SweepSpec(BaseModel):
         None, ge=0, le=1, description="largest share of padded training rows in an ensemble whose members have "
         "different train fractions; default 0.25 on CPU, no limit on GPU")
     threshold: ThresholdSpec | None = None
+    map: MapSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -94,6 +117,21 @@ class SweepSpec(BaseModel):
         both = set(self.grid) & set(self.zip)
         if both:
             raise ValueError(f"keys {sorted(both)} are in both `grid` and `zip`")
+        reserved = {"case", "seed", "trial", *self.grid, *self.zip}
+        for case in self.cases:
+            clash = sorted(set(case.labels) & reserved)
+            if clash:
+                raise ValueError(f"case {case.name!r}: labels {clash} would hide the sweep's own columns")
+        if self.map is not None:
+            unlabelled = [c.name for c in self.cases if self.map.arm not in c.labels]
+            if not self.cases or unlabelled:
+                raise ValueError(f"map: every case needs the label {self.map.arm!r} (treatment "
+                                 f"{self.map.treatment!r} or control {self.map.control!r}); missing in "
+                                 f"{unlabelled or ['(no cases)']}")
+            arms = {c.labels[self.map.arm] for c in self.cases}
+            for arm in (self.map.treatment, self.map.control):
+                if arm not in arms:
+                    raise ValueError(f"map: no case has {self.map.arm}={arm!r} (cases have {sorted(map(str, arms))})")
         return self
 
     def with_overrides(self, items: list[str]) -> SweepSpec:
@@ -122,6 +160,7 @@ class Trial:
     id: str
     config: RunConfig
     coords: dict[str, Any] = field(default_factory=dict)  # case, axis values, seed
+    labels: dict[str, Any] = field(default_factory=dict)  # the case's labels: extra result columns
 
     def config_json(self) -> str:
         return json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
@@ -241,7 +280,7 @@ def expand(spec: SweepSpec, root: Path, required_dirs: dict[str, str] | None = N
                         cfg = parse_config(dict(data, seeds=[seed], name=f"{spec.name}/{tid}"), f"trial {tid}")
                     except ConfigError as err:
                         raise SweepError(str(err)) from None
-                    trials.append(Trial(tid, cfg, coords))
+                    trials.append(Trial(tid, cfg, coords, dict(case.labels)))
     ids = [t.id for t in trials]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -34,6 +34,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     d = sweep_dir / "trials" / trial.id
     row: dict[str, Any] = {"trial": trial.id, **{("case" if k == "case" else k): v for k, v in trial.coords.items()}}
+    row.update(trial.labels)
     config = _flatten(trial.config.model_dump(mode="json"))
     config.pop("seeds", None)
     for k, v in config.items():
@@ -50,6 +51,9 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
                    generalized_lasting=m.get("steps_to_generalize_lasting") is not None,
                    steps=s["steps"], wall_seconds=s["wall_seconds"], group=sw.get("group"),
                    pack_size=sw.get("pack_size", 1), group_wall_seconds=sw.get("group_wall_seconds"))
+        for key, value in s.items():  # run-level diagnostics, e.g. teacher_acc_on_student_test
+            if key.startswith("teacher_") and (value is None or isinstance(value, (int, float))):
+                row[key] = value
         for name, t in (m.get("tasks") or {}).items():  # multi-task runs: per-task outcomes
             row[f"test_acc@{name}"] = t["final_test_acc"]
             row[f"steps_to_generalize@{name}"] = t["steps_to_generalize"]

@@ -1,0 +1,128 @@
+"""The distillation map: case labels in the results, the map's cells and controls, its files, the shipped specs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from grokkit.analysis.map import map_markdown, map_table
+from grokkit.sweep import SweepError, expand, load_sweep, parse_sweep, read_table, run_sweep
+from grokkit.sweep.spec import MapSpec
+from grokkit.tables import parse_markdown_tables
+from helpers import tiny_config
+
+VOCAB = {"n_numbers": 19, "moduli": [13, 17, 19]}
+TRAINING = {"steps": 40, "eval_every": 20, "checkpoint_every": 0, "progress": False}
+
+
+def teacher(op: str, modulus: int) -> dict:
+    return {"base": tiny_config(name=f"teacher-{op}{modulus}", seeds=[0], vocab=VOCAB, training=TRAINING,
+                                task={"op": op, "modulus": modulus, "train_fraction": 0.5})}
+
+
+def distill(op: str, p1: int, teacher_op: str | None = None, col: str | None = None) -> dict:
+    t = f"{teacher_op or op}{p1}"
+    return {"name": f"kd-{t}-{op}17", "labels": {"method": "distill", "op": op, "pair": col or f"{p1}->17"},
+            "overrides": {"recipe": "distill", "task.op": op, "distill.teacher": "{requires." + t + "}"}}
+
+
+def scratch(op: str) -> dict:
+    return {"name": f"scratch-{op}17", "labels": {"method": "scratch", "op": op},
+            "overrides": {"recipe": "scratch", "task.op": op}}
+
+
+def map_spec(**extra: object) -> dict:
+    base = tiny_config(vocab=VOCAB, training=TRAINING, task={"op": "add", "modulus": 17, "train_fraction": 0.4})
+    base["distill"] = {"teacher": "x", "position": "operator", "alpha": 0.9, "temperature": 4.0}
+    spec = {"name": "m", "base": base,
+            "requires": {"add19": teacher("add", 19), "add13": teacher("add", 13), "sub19": teacher("sub", 19)},
+            "cases": [scratch("add"), distill("add", 19), distill("add", 13), scratch("sub"), distill("sub", 19),
+                      distill("sub", 19, teacher_op="add", col="other op 19->17")],
+            "seeds": [0, 1],
+            "map": {"rows": "op", "cols": "pair", "title": "tiny"}}
+    spec.update(extra)
+    return spec
+
+
+def test_case_labels_are_result_columns_not_part_of_the_trial():
+    spec = parse_sweep(map_spec())
+    trials = expand(spec, __import__("pathlib").Path("."))
+    kd = [t for t in trials if t.coords["case"] == "kd-add19-add17"]
+    assert kd and all(t.labels == {"method": "distill", "op": "add", "pair": "19->17"} for t in kd)
+    assert all("pair" not in t.id and "method" not in t.id for t in trials)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"cases": [{"name": "a", "labels": {"seed": 1}}]}, "would hide"),
+    ({"cases": [{"name": "a", "labels": {"method": "distill"}}, {"name": "b"}]}, "needs the label 'method'"),
+    ({"cases": [{"name": "a", "labels": {"method": "distill"}}]}, "no case has method='scratch'"),
+])
+def test_bad_map_specs_are_refused(bad, message):
+    with pytest.raises(SweepError, match=message):
+        parse_sweep(map_spec(**bad))
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for seed in range(3):
+        rows.append(dict(method="scratch", op="add", pair=None, **{"task.op": "add", "task.modulus": 59,
+                         "task.train_fraction": 0.2}, status="ok", final_test_acc=0.1 + 0.01 * seed,
+                         generalized_lasting=False, steps_to_generalize_lasting=None))
+        for pair, acc in (("61->59", 1.0), ("31->59", 0.3)):
+            rows.append(dict(method="distill", op="add", pair=pair, **{"task.op": "add", "task.modulus": 59,
+                             "task.train_fraction": 0.2}, status="ok", final_test_acc=acc,
+                             generalized_lasting=acc > 0.99, steps_to_generalize_lasting=500 + 100 * seed if acc > 0.99
+                             else None, teacher_kd_acc_on_student_test=0.5))
+    # another student fraction: its own control, and must not be mixed with the first
+    rows.append(dict(method="scratch", op="add", pair=None, **{"task.op": "add", "task.modulus": 59,
+                     "task.train_fraction": 0.5}, status="ok", final_test_acc=1.0, generalized_lasting=True,
+                     steps_to_generalize_lasting=700))
+    return pd.DataFrame(rows)
+
+
+def test_map_cells_pair_each_treatment_with_the_control_that_matches_it():
+    cells = map_table(_table(), MapSpec(rows="op", cols="pair"))
+    assert list(cells.pair) == ["61->59", "31->59"]
+    good, bad = cells.iloc[0], cells.iloc[1]
+    assert (good.treatment_generalized, good.treatment_trials) == (3, 3)
+    assert (good.control_generalized, good.control_trials) == (0, 3)  # the 0.5-fraction scratch run is not its control
+    assert math.isclose(good.control_test_acc, 0.11) and math.isclose(good.diff_test_acc, 0.89)
+    assert good.treatment_steps_med == 600 and math.isnan(bad.treatment_steps_med)
+    assert math.isclose(bad.diff_test_acc, 0.19) and good.teacher_kd_acc_on_student_test == 0.5
+    md = parse_markdown_tables(map_markdown(cells, MapSpec(rows="op", cols="pair")))[0]
+    assert md.rows[0][3:6] == ["3/3", "1.000 ± 0.000", "0/3"]
+
+
+def test_a_cell_without_its_control_or_mixing_fractions_is_an_error():
+    t = _table()
+    with pytest.raises(SweepError, match="no 'scratch' trials"):
+        map_table(t[~((t.method == "scratch") & (t["task.train_fraction"] == 0.2))], MapSpec(rows="op", cols="pair"))
+    t.loc[t.index[1], "task.train_fraction"] = 0.5
+    with pytest.raises(SweepError, match="mixes"):
+        map_table(t, MapSpec(rows="op", cols="pair"))
+    with pytest.raises(SweepError, match="no column"):
+        map_table(t, MapSpec(rows="operation", cols="pair"))
+
+
+def test_a_tiny_map_runs_end_to_end(tmp_path):
+    result = run_sweep(parse_sweep(map_spec()), tmp_path, tmp_path / "m", log=lambda _: None)
+    assert all(v == "ok" for v in result.outcomes.values())
+    table = read_table(tmp_path / "m")
+    assert {"method", "op", "pair", "teacher_acc_on_student_test", "teacher_kd_acc_on_student_test"} <= set(table)
+    cells = pd.read_csv(tmp_path / "m" / "map.csv")
+    assert list(zip(cells.op, cells.pair)) == [("add", "19->17"), ("add", "13->17"), ("sub", "19->17"),
+                                               ("sub", "other op 19->17")]
+    assert (cells.control_trials == 2).all() and (cells.treatment_trials == 2).all()
+    assert (tmp_path / "m" / "map.png").stat().st_size > 0
+    assert cells.teacher_kd_acc_on_student_test.between(0, 1).all()
+
+
+@pytest.mark.parametrize("name", ["critical_ops", "map"])
+def test_shipped_map_specs_validate(name):
+    spec, root = load_sweep(f"configs/map/{name}.yaml")
+    trials = expand(spec, root)
+    assert len(trials) >= 15
+    if spec.map is not None:
+        assert {t.labels["method"] for t in trials} == {"distill", "scratch"}
