@@ -8,7 +8,8 @@ import yaml
 from typer.testing import CliRunner
 
 from grokkit.cli import app
-from grokkit.repro import ReproError, available, load_figure, make_figure, repro
+from grokkit.config import load_config
+from grokkit.repro import ReferenceSpec, ReproError, available, load_figure, make_figure, repro
 from helpers import tiny_config
 
 
@@ -86,8 +87,52 @@ def test_packaged_figures_load_and_name_their_sweeps():
     assert {"fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "studies"} <= set(figs)
     for name in figs:
         spec, root = load_figure(name)
+        if isinstance(spec, ReferenceSpec):
+            assert load_config(root / spec.run).training.snapshot_every > 0, name
+            continue
         for rel in spec.sweeps.values():
             assert (root / rel).exists(), (name, rel)
+
+
+def write_reference(tmp_path, published: list[dict]) -> str:
+    cfg = tiny_config(seeds=[0, 1, 2], task={"op": "add", "modulus": 17, "train_fraction": 0.6},
+                      training={"steps": 200, "eval_every": 20, "checkpoint_every": 100, "progress": False,
+                                "snapshot_every": 50})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    spec = {"kind": "reference", "name": "reft", "title": "a tiny reference", "caption": "tiny", "run": "run.yaml",
+            "cut": "nothing", "published": published}
+    (tmp_path / "reft.yaml").write_text(yaml.safe_dump(spec))
+    return str(tmp_path / "reft.yaml")
+
+
+def test_a_reference_runs_analyses_and_gives_a_verdict_per_published_number(tmp_path):
+    ref = write_reference(tmp_path, [
+        {"measure": "first_at_least:train_acc:0.99", "text": "memorises at once", "low": 0, "high": 200},
+        {"measure": "first_at_least:train_acc:0.99", "text": "memorises late", "low": 10000, "high": 20000},
+        {"measure": "first_below:train_loss:1e-30", "text": "never this low", "low": 0, "high": 10},
+        {"measure": "at:train_loss:100", "text": "a value", "low": 0.0, "high": 100.0},
+        {"measure": "final:test_acc", "text": "anything"},
+        {"measure": "phase:memorised", "text": "memorised early", "low": 0, "high": 200}])
+    out = tmp_path / "out"
+    repro(ref, out, log=lambda _: None)
+    rows = pd.read_csv(out / "reft_summary.csv")
+    assert list(rows.verdict.str.extract(r"\*\*(\w+)")[0].fillna("-")) == [
+        "reproduced", "differs", "not", "reproduced", "-", "reproduced"]
+    assert rows.ours[2].startswith("not reached by most seeds (> 200 / > 200 / > 200")
+    assert (rows.seeds == 3).all() and (out / "reft.png").stat().st_size > 0
+    assert {"train_loss_mean", "test_acc_max"} <= set(pd.read_csv(out / "reft.csv").columns)
+    over = pd.read_csv(out / "reft_over_time.csv")
+    assert sorted(over.step.unique()) == [0, 50, 100, 150, 200] and over.member.nunique() == 3
+    # a re-run finds the run finished and only re-analyses
+    repro(ref, out, log=lambda _: None)
+    assert pd.read_csv(out / "reft_summary.csv").equals(rows)
+
+
+def test_bad_reference_measures_are_refused(tmp_path):
+    with pytest.raises(ReproError, match="use one of"):
+        load_figure(write_reference(tmp_path, [{"measure": "median:test_acc", "text": "x"}]))
+    with pytest.raises(ReproError, match="phases are"):
+        load_figure(write_reference(tmp_path, [{"measure": "phase:grokked", "text": "x"}]))
 
 
 def test_make_figure_needs_finished_trials(tmp_path):

@@ -152,25 +152,33 @@ def repro_cmd(
         "--set", help="dotted.key=value applied to every trial, e.g. --set training.device=cuda")] = None,
 ) -> None:
     """Reproduce the paper's figures: run the sweeps a figure needs (finished trials are skipped), draw PNG + CSV."""
-    from grokkit.repro import ReproError, available, load_figure, repro
+    from grokkit.analysis.progress import AnalysisError
+    from grokkit.repro import ReferenceSpec, ReproError, available, load_figure, repro
     from grokkit.sweep import SweepError
 
     figs = available()
     if not figures:
         for name, path in figs.items():
             spec, _ = load_figure(path)
-            err.print(f"[bold]{name}[/]: {spec.title}  (sweeps: {', '.join(spec.sweeps.values())})", highlight=False)
+            needs = (f"run: {spec.run}" if isinstance(spec, ReferenceSpec)
+                     else f"sweeps: {', '.join(spec.sweeps.values())}")
+            err.print(f"[bold]{name}[/]: {spec.title}  ({needs})", highlight=False)
         return
     names = list(figs) if figures == ["all"] else figures
     for name in names:
         try:
             result = repro(name, out, executor=executor, workers=workers, overrides=override or [],
                            log=lambda m: err.print(m, highlight=False, markup=False))
-        except (ReproError, SweepError, ConfigError, RunError) as e:
+        except (ReproError, SweepError, ConfigError, RunError, AnalysisError) as e:
             _fail(str(e))
             return
         err.print(f"wrote {result['png']} and {result['csv']}", highlight=False)
         table = result["summary"]
+        if "verdict" in table.columns:  # a reference: published number beside ours
+            for r in table.to_dict("records"):
+                err.print(f"  {r['measure'][:30]:30s} published {r['published'][:40]:40s} ours {r['ours'][:50]:50s} "
+                          f"{r['verdict']}", highlight=False, markup=False)
+            continue
         reach = [c for c in table.columns if c.startswith(("seeds_reaching", "median_"))]
         for r in table.to_dict("records"):
             err.print(f"  {r['panel'][:40]:40s} {r['curve'][:34]:34s} final {r['final_mean']:.3f} "

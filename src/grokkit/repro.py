@@ -80,29 +80,75 @@ class FigureSpec(_Strict):
         return self
 
 
+class Published(_Strict):
+    """One published number and the measure of our runs it is compared with.
+
+    ``measure`` is ``KIND:METRIC[:VALUE]`` over each seed's ``metrics.csv``: ``first_at_least:test_acc:0.99``
+    (the first evaluated step at which the metric is >= VALUE), ``first_below:test_loss:1`` (< VALUE),
+    ``lasting:test_acc:0.99`` (the first step from which it stays >= VALUE to the end), ``at:train_loss:1600``
+    (the value at the last evaluation at or before step VALUE), ``final:test_acc``; or ``phase:NAME`` (memorised,
+    cleanup, generalised: the boundaries :func:`grokkit.analysis.progress.phases` places on the member-mean curves of
+    the snapshots). ``low``/``high`` bound the published value (a step range, or a value range); the verdict says
+    whether our median over seeds falls inside."""
+
+    measure: str
+    text: str = Field(..., description="the published number, as the reference states it")
+    source: str = ""
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Published:
+        kind, *rest = self.measure.split(":")
+        arity = {"first_at_least": 2, "first_below": 2, "lasting": 2, "at": 2, "final": 1, "phase": 1}
+        if kind not in arity or len(rest) != arity[kind]:
+            raise ValueError(f"measure {self.measure!r}: use one of first_at_least:METRIC:V, first_below:METRIC:V, "
+                             "lasting:METRIC:V, at:METRIC:STEP, final:METRIC, phase:memorised|cleanup|generalised")
+        if kind == "phase" and rest[0] not in ("memorised", "cleanup", "generalised"):
+            raise ValueError(f"measure {self.measure!r}: phases are memorised, cleanup, generalised")
+        return self
+
+
+class ReferenceSpec(_Strict):
+    """A reference result of the field at its own settings: one run config (all seeds in one ensemble), its
+    progress measures over the run's snapshots, and the published numbers to compare with."""
+
+    kind: Literal["reference"]
+    name: str
+    title: str
+    caption: str
+    run: str = Field(..., description="run config, relative to this file")
+    published: list[Published]
+    cut: str = Field("", description="what the shipped budget cuts from the reference's, said in every summary")
+
+
 # --------------------------------------------------------------------------------------------------- locating
 def figures_dir() -> Path:
     return Path(str(resources.files("grokkit").joinpath("configs", "paper", "repro")))
 
 
 def available() -> dict[str, Path]:
-    """Figure name -> figure file, for every figure file shipped with the package."""
+    """Name -> file, for every figure file and reference file shipped with the package."""
     out = {}
     for path in sorted(figures_dir().glob("*.yaml")):
         data = read_yaml(path, "figure file", ReproError)
-        if isinstance(data, dict) and "panels" in data:
+        if isinstance(data, dict) and ("panels" in data or data.get("kind") == "reference"):
             out[path.stem] = path
     return out
 
 
-def load_figure(name_or_path: str | Path) -> tuple[FigureSpec, Path]:
-    """A packaged figure by name (``fig3``) or any figure file; returns the spec and its folder."""
+def load_figure(name_or_path: str | Path) -> tuple[FigureSpec | ReferenceSpec, Path]:
+    """A packaged figure or reference by name (``fig3``, ``nanda2023``) or any such file; returns the spec and its
+    folder."""
     path = Path(name_or_path)
     if not path.suffix:
         figs = available()
         if str(name_or_path) not in figs:
             raise ReproError(f"unknown figure {name_or_path!r}; available: {', '.join(figs)}")
         path = figs[str(name_or_path)]
+    data = read_yaml(path, "figure file", ReproError)
+    if isinstance(data, dict) and data.get("kind") == "reference":
+        return load_spec(path, ReferenceSpec, "reference file", ReproError)
     return load_spec(path, FigureSpec, "figure file", ReproError)
 
 
@@ -226,13 +272,135 @@ def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
     return {"png": out / f"{spec.name}.png", "csv": out / f"{spec.name}.csv", "summary": summary}
 
 
+# --------------------------------------------------------------------------------------------------- references
+def _first(steps: np.ndarray, hit: np.ndarray) -> float | None:
+    return float(steps[hit.argmax()]) if hit.any() else None
+
+
+def measure_seed(metrics: pd.DataFrame, measure: str) -> float | None:
+    """One seed's value of a :class:`Published` measure (not ``phase:``) from its metrics rows."""
+    kind, metric, *rest = measure.split(":")
+    m = metrics.sort_values("step")
+    if metric not in m.columns:
+        raise ReproError(f"measure {measure!r}: metrics.csv has no column {metric!r} (has {', '.join(m.columns)})")
+    steps, y = m.step.to_numpy(), m[metric].to_numpy(dtype=float)
+    value = float(rest[0]) if rest else None
+    if kind == "first_at_least":
+        return _first(steps, y >= value)
+    if kind == "first_below":
+        return _first(steps, y < value)
+    if kind == "lasting":
+        bad = np.nonzero(~(y >= value))[0]
+        start = 0 if not len(bad) else bad[-1] + 1
+        return float(steps[start]) if start < len(steps) else None
+    if kind == "at":
+        before = steps <= value
+        return float(y[before][-1]) if before.any() else None
+    return float(y[-1])  # final
+
+
+def _summarise(values: list[float | None], horizon: float, is_step: bool) -> tuple[float | None, str]:
+    """The median over seeds (None if most seeds never reach it) and a text: median [min, max], censored ones
+    shown as '> horizon'."""
+    reached = [v for v in values if v is not None]
+    fmt = (lambda v: f"{v:,.0f}") if is_step else (lambda v: f"{v:.3g}")
+    per_seed = " / ".join(fmt(v) if v is not None else f"> {horizon:,.0f}" for v in values)
+    if len(reached) * 2 <= len(values):
+        return None, f"not reached by most seeds ({per_seed})"
+    med = float(np.median([v if v is not None else math.inf for v in values]))
+    return med, f"{fmt(med)} (seeds: {per_seed})"
+
+
+def verdict(p: Published, median: float | None, horizon: float, is_step: bool) -> str:
+    if p.low is None and p.high is None:
+        return "no range given"
+    if median is None:
+        if is_step and p.low is not None and p.low > horizon:
+            return "not reached: the published value lies beyond our budget"
+        return "**not reproduced** (not reached)"
+    if (p.low is None or median >= p.low) and (p.high is None or median <= p.high):
+        return "**reproduced** (inside the published range)"
+    side = "earlier" if is_step else "lower"
+    if p.high is not None and median > p.high:
+        side = "later" if is_step else "higher"
+    return f"**differs**: {side} than the published range"
+
+
+def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
+    """Summaries, figure and CSV of a finished reference run in ``out/<name>``."""
+    import shutil
+
+    from grokkit.analysis.progress import AnalysisError, analyze_run, over_time, phases, write_analysis
+
+    run_dir = RunDir(out / spec.name)
+    metrics = run_dir.read_metrics()
+    horizon = float(metrics.step.max())
+    bounds: dict[str, int | None] = {}
+    try:
+        result = analyze_run(run_dir.path)
+        write_analysis(result, run_dir.path)
+        frame = over_time(result)
+        bounds = phases(frame) if frame.step.nunique() > 1 else {}
+    except AnalysisError as err:
+        if any(p.measure.startswith("phase:") for p in spec.published):
+            raise ReproError(f"{spec.name}: cannot place the phases: {err}") from None
+        frame = pd.DataFrame()
+    rows = []
+    seeds = sorted(metrics.seed.unique())
+    for p in spec.published:
+        kind, *rest = p.measure.split(":")
+        is_step = kind in ("first_at_least", "first_below", "lasting", "phase")
+        if kind == "phase":
+            value = bounds.get(rest[0])
+            median, text = (float(value), f"{value:,} (member-mean curves)") if value is not None else \
+                (None, "not reached")
+        else:
+            values = [measure_seed(metrics[metrics.seed == s], p.measure) for s in seeds]
+            median, text = _summarise(values, horizon, is_step)
+        rows.append({"measure": p.measure, "published": p.text, "source": p.source, "low": p.low, "high": p.high,
+                     "ours": text, "ours_median": median, "seeds": len(seeds), "steps_run": int(horizon),
+                     "verdict": verdict(p, median, horizon, is_step)})
+    summary = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{spec.name}_summary.csv", summary.to_csv(index=False))
+    shown = summary[["measure", "published", "ours", "verdict"]]
+    cut = f"\n\nCut: {spec.cut}" if spec.cut else ""
+    atomic_write_text(out / f"{spec.name}_summary.md", f"# {spec.title}\n\n{spec.caption}{cut}\n\n"
+                      f"<!-- data: ./{spec.name}_summary.csv; columns: measure=measure, published=published, "
+                      f"ours=ours, verdict=verdict -->\n" + markdown_table(shown) + "\n")
+    curves = (metrics.groupby("step")[[c for c in ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm")
+                                        if c in metrics.columns]].agg(["mean", "min", "max"]))
+    curves.columns = [f"{a}_{b}" for a, b in curves.columns]
+    atomic_write_text(out / f"{spec.name}.csv", curves.reset_index().to_csv(index=False))
+    figure = run_dir.path / "analysis_over_time.png"
+    if figure.exists():
+        shutil.copyfile(figure, out / f"{spec.name}.png")
+        atomic_write_text(out / f"{spec.name}_over_time.csv", frame.to_csv(index=False))
+    else:
+        shutil.copyfile(run_dir.path / "curves.png", out / f"{spec.name}.png")
+    return {"png": out / f"{spec.name}.png", "csv": out / f"{spec.name}.csv", "summary": summary}
+
+
+def repro_reference(spec: ReferenceSpec, root: Path, out: Path, overrides: list[str], log: Any) -> dict[str, Any]:
+    from grokkit.api import run
+    from grokkit.config import load_config
+
+    cfg = load_config(root / spec.run, overrides)
+    log(f"{spec.name}: run {spec.run} -> {out / spec.name}")
+    run(cfg, out / spec.name, progress=False, log=log)
+    return make_reference(spec, out)
+
+
 def repro(name: str | Path, out: str | Path, executor: str = "local", workers: int = 1,
           overrides: list[str] | None = None, log: Any = print) -> dict[str, Any]:
-    """Run the sweeps a figure needs (resuming / skipping finished trials), then draw it."""
+    """Run the sweeps a figure needs (resuming / skipping finished trials), then draw it; or run a reference's run
+    (resuming it), analyse it and compare it with the published numbers."""
     from grokkit.sweep import load_sweep, run_sweep
 
     spec, root = load_figure(name)
     out = Path(out)
+    if isinstance(spec, ReferenceSpec):
+        return repro_reference(spec, root, out, overrides or [], log)
     for key, rel in spec.sweeps.items():
         sweep_spec, sweep_root = load_sweep(root / rel)
         if overrides:
