@@ -171,6 +171,7 @@ def test_the_shipped_study_runs_end_to_end_at_a_tiny_step_count(tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["results", str(out), "--group-by", "case", "--group-by", "task.n_train"])
     assert result.exit_code == 0, result.output
-    for case in ("scratch", "distill", "distill_decay", "random", "random_decay"):
+    for case in ("scratch", "distill", "distill_decay", "random", "random_decay", "distill_a0.1", "distill_s0",
+                 "scratch_init1", "scratch_s0"):
         assert case in result.output
     assert (out / "requires" / "teacher").exists() and (out / "requires" / "random_teacher").exists()
