@@ -7,7 +7,8 @@ and on the validation split, mean ± sd of the final accuracies, median steps to
 ``teachers.csv`` (the two teachers), ``teacher_by_shift.csv`` (the grokked teacher's accuracy on the students' half
 of the images at each shift) and ``curves.png``
 (scratch at init scale 8 vs 1: train and test accuracy against steps) and ``by_size.png`` (final test accuracy
-against the training-set size, per case). ``summary.csv`` is ``grokkit results``'s.
+against the training-set size, per case). ``summary.csv`` is ``grokkit results``'s (``--csv``); when it is there,
+``summary.md`` restates it.
 """
 
 from __future__ import annotations
@@ -139,6 +140,15 @@ def main(sweep: Path, out: Path) -> None:
     teachers(sweep).to_csv(out / "teachers.csv", index=False, float_format="%.4f")
     teacher_by_shift(sweep).to_csv(out / "teacher_by_shift.csv", index=False, float_format="%.4f")
     curves(sweep, out / "curves.png")
+    if (out / "summary.csv").exists():  # grokkit results --csv, restated as markdown
+        from grokkit.tables import markdown_table
+
+        summary = pd.read_csv(out / "summary.csv").round(4)
+        (out / "summary.md").write_text(
+            "# digits: `grokkit results --group-by case --group-by task.n_train`\n\n"
+            "Generalised: test accuracy >= 0.9 to the end of the run (steps: median and IQR of the step from which "
+            "it lasted); test_acc: mean and sd of the final test accuracy over 5 seeds.\n\n"
+            "<!-- data: ./summary.csv -->\n" + markdown_table(summary) + "\n")
 
 
 if __name__ == "__main__":
