@@ -136,14 +136,16 @@ def prepare(setup: Setup) -> None:
     dtype = getattr(torch, cfg.loss.dtype)
     alpha = torch.tensor(cfg.member_values("alpha"), dtype=dtype)
     temperature = torch.tensor(cfg.member_values("temperature"), dtype=dtype)
-    position = POSITIONS[d.position]
+    # the answer's position: the modular tasks' final token, or the task's own (the last bit or pixel)
+    final_pos = setup.task.final_position if not cfg.task.is_modular else POSITIONS["final"]
+    position = final_pos if d.position == "final" else POSITIONS[d.position]
     train = setup.train
     # student_range: both distributions over the student's answers 0..P-1 only (one task, so a slice)
     n_aligned = setup.task.answer_range if d.class_alignment == "student_range" else setup.vocab.n_classes
     targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position)[..., :n_aligned],
                                 temperature.view(-1, 1), None, dtype)
     # Diagnostic: how often the teacher's own answer (final position) is right on the student's labels.
-    final = teacher_logits(teacher, setup.test.tokens, POSITIONS["final"])[..., : setup.task.answer_range]
+    final = teacher_logits(teacher, setup.test.tokens, final_pos)[..., : setup.task.answer_range]
     agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
     setup.info["teacher_acc_on_student_test"] = float(agree)
     # ... and how often the distilled position's own argmax is (what the student is pulled towards at T -> 0)
@@ -154,8 +156,8 @@ def prepare(setup: Setup) -> None:
     device = torch.device(cfg.training.device)
     teacher_targets = TeacherTargets.from_log_probs(targets).to(device)
     alpha, temperature = alpha.to(device), temperature.to(device)
-    positions = sorted({POSITIONS["final"], position})
-    final_i, kd_i = positions.index(POSITIONS["final"]), positions.index(position)
+    positions = sorted({final_pos, position})
+    final_i, kd_i = positions.index(final_pos), positions.index(position)
 
     def loss(logits: torch.Tensor, batch, rows: torch.Tensor | None, members_sl: slice, step: int) -> torch.Tensor:
         task = task_objective_term(setup, logits[:, :, final_i], batch)
@@ -164,7 +166,7 @@ def prepare(setup: Setup) -> None:
         a = alpha[members_sl].view(-1, 1) * alpha_factor(d, step)
         return distillation_loss(task, kl, a, t, d.t2_scaling)
 
-    setup.objective = Objective(positions=positions, loss=loss)
+    setup.objective = Objective(positions=positions, loss=loss, final=final_pos)
 
 
 SECTIONS.add("distill", Section(DistillConfig, misplaced="set `recipe: distill` (or, with recipe transfer, "
@@ -174,7 +176,9 @@ SECTIONS.add("distill", Section(DistillConfig, misplaced="set `recipe: distill` 
 def _check(cfg: RunConfig) -> None:
     if cfg.distill is None:
         raise ValueError("recipe `distill` needs a `distill:` section with at least `teacher:`")
+    if not cfg.task.is_modular and cfg.distill.position != "final":
+        raise ValueError(f"task.kind={cfg.task.kind} has no operator position: set `distill.position: final`")
 
 
-register(Recipe("distill", prepare=prepare, sections=("distill", *INITIALISERS), check=_check,
+register(Recipe("distill", prepare=prepare, sections=("distill", *INITIALISERS), check=_check, bit_tasks=True,
                 summary="the task loss plus KL to a frozen teacher at a chosen position"))
