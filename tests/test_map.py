@@ -6,8 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from grokkit.analysis.map import map_markdown, map_table
+from grokkit.cli import app
 from grokkit.sweep import SweepError, expand, load_sweep, parse_sweep, read_table, run_sweep
 from grokkit.sweep.spec import MapSpec
 from grokkit.tables import parse_markdown_tables
@@ -117,9 +119,21 @@ def test_a_tiny_map_runs_end_to_end(tmp_path):
     assert (cells.control_trials == 2).all() and (cells.treatment_trials == 2).all()
     assert (tmp_path / "m" / "map.png").stat().st_size > 0
     assert cells.teacher_kd_acc_on_student_test.between(0, 1).all()
+    assert cells.teacher_test_acc.between(0, 1).all() and set(cells.teacher) == {"add19", "add13", "sub19"}
+    # `grokkit map` redraws it from the trials, also those of a sweep stopped part-way (the others: pending)
+    (tmp_path / "m" / "map.csv").unlink()
+    import shutil
+
+    shutil.rmtree(tmp_path / "m" / "trials" / "kd-add13-add17__seed=1")
+    result = CliRunner().invoke(app, ["map", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "1 trials not finished" in result.output
+    redrawn = pd.read_csv(tmp_path / "m" / "map.csv")
+    assert list(redrawn.treatment_trials) == [2, 1, 2, 2] and list(redrawn.treatment_pending) == [0, 1, 0, 0]
+    assert CliRunner().invoke(app, ["map", str(tmp_path)]).exit_code == 2
 
 
-@pytest.mark.parametrize("name", ["critical_ops", "map"])
+@pytest.mark.parametrize("name", ["critical_ops", "map", "map_cpu"])
 def test_shipped_map_specs_validate(name):
     spec, root = load_sweep(f"configs/map/{name}.yaml")
     trials = expand(spec, root)

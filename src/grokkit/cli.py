@@ -269,6 +269,27 @@ def threshold_cmd(
                   highlight=False)
 
 
+@app.command("map")
+def map_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="a sweep directory whose sweep has a `map:` section")],
+) -> None:
+    """Draw a sweep's map (map.csv/md/png) from the trials finished so far (the sweep draws it when it ends)."""
+    from grokkit.analysis.map import map_report
+    from grokkit.sweep import SweepError, current_table
+
+    try:
+        spec, table = current_table(sweep_dir)
+        if spec.map is None:
+            raise SweepError(f"{sweep_dir}/sweep.yaml has no `map:` section")
+        cells = map_report(table, sweep_dir, spec.map)
+    except SweepError as e:
+        _fail(str(e))
+        return
+    pending = int(cells.treatment_pending.sum() + cells.control_pending.sum())
+    err.print(f"wrote {sweep_dir}/map.csv, map.md and map.png: {len(cells)} cells"
+              + (f" ({pending} trials not finished)" if pending else ""), highlight=False)
+
+
 @app.command("report")
 def report_cmd(
     directory: Annotated[Path, typer.Argument(help="a run or sweep directory")],

@@ -2,7 +2,7 @@
 
 from grokkit.sweep.runner import Group, SweepResult, plan, run_group, run_sweep
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, load_sweep, parse_sweep
-from grokkit.sweep.store import read_table, summarize
+from grokkit.sweep.store import current_table, read_table, summarize
 
 __all__ = ["Group", "SweepError", "SweepResult", "SweepSpec", "Trial", "expand", "load_sweep", "parse_sweep", "plan",
-           "read_table", "run_group", "run_sweep", "summarize"]
+           "current_table", "read_table", "run_group", "run_sweep", "summarize"]

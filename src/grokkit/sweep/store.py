@@ -141,3 +141,21 @@ def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> p
         })
 
     return df.groupby(by, dropna=False).apply(agg, include_groups=False).reset_index()
+
+
+def current_table(sweep_dir: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
+    """The spec a sweep directory was run with and the table of its trials as they stand (finished, failed or
+    pending), also while the sweep is still running or after it was stopped."""
+    from grokkit.sweep.spec import expand, load_sweep
+
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "sweep.yaml").exists():
+        raise SweepError(f"{sweep_dir} holds no sweep.yaml: is it a sweep directory (grokkit sweep ... --out)?")
+    spec, root = load_sweep(sweep_dir / "sweep.yaml")
+    required = {name: str((sweep_dir / "requires" / name).resolve()) for name in spec.requires}
+    try:
+        trials = expand(spec, root, required)
+    except SweepError as err:
+        raise SweepError(f"{sweep_dir}/sweep.yaml: {err} (a base config given as a relative path is resolved "
+                         "against the sweep directory)") from None
+    return spec, build_table(sweep_dir, trials, spec)
