@@ -149,7 +149,7 @@ def prepare(setup: Setup) -> None:
     agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
     setup.info["teacher_acc_on_student_test"] = float(agree)
     # ... and how often the distilled position's own argmax is (what the student is pulled towards at T -> 0)
-    if position != POSITIONS["final"]:
+    if position != final_pos:
         at_kd = teacher_logits(teacher, setup.test.tokens, position)[..., : setup.task.answer_range]
         hits = (at_kd.argmax(-1) == setup.test.labels).double() * setup.test.weight
         setup.info["teacher_kd_acc_on_student_test"] = float(hits.sum() / setup.test.weight.sum())
