@@ -18,11 +18,14 @@ def test_init_scale_multiplies_every_weight_matrix_of_the_default_init(kind):
     model_cfg = {"kind": "mlp", "d_embed": 8, "d_mlp": 16} if kind == "mlp" else tiny_config()["model"]
     plain = _model(model=dict(model_cfg))
     scaled = _model(model=dict(model_cfg, init_scale=3.0))
+    n_matrices = 0
     for (name, a), (_, b) in zip(plain.named_parameters(), scaled.named_parameters()):
-        if name.split(".")[-1].startswith("W_"):
+        if a.dim() > 2:  # [member, ...] weight matrices, the MLP's hidden layers.i.W included
             torch.testing.assert_close(b, 3.0 * a, rtol=0, atol=0)
-        else:  # biases start at 0
+            n_matrices += 1
+        else:  # biases start at 0 (and LayerNorm at 1)
             torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert n_matrices == len([n for n, p in plain.named_parameters() if p.dim() > 2]) >= 3
 
 
 def test_members_may_carry_their_own_init_scale():

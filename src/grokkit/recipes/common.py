@@ -183,13 +183,15 @@ def build_model(cfg: RunConfig, vocab: Vocabulary) -> EnsembleModel:
 
 @torch.no_grad()
 def scale_init(model: EnsembleModel, scales: list[float]) -> None:
-    """Multiply member k's weight matrices (parameters named ``W_*``) by ``scales[k]`` (``model.init_scale``).
-    Biases (zero) and LayerNorm parameters (one) are left as they are; all-ones scales change nothing."""
+    """Multiply member k's weight matrices (parameters named ``W_*``, and the MLP's hidden ``layers.i.W``) by
+    ``scales[k]`` (``model.init_scale``). Biases (zero) and LayerNorm parameters (one) are left as they are; all-ones
+    scales change nothing."""
     if all(s == 1.0 for s in scales):
         return
     factor = torch.tensor(scales, dtype=torch.float64)
     for name, p in model.named_parameters():
-        if name.split(".")[-1].startswith("W_"):
+        last = name.split(".")[-1]
+        if last == "W" or last.startswith("W_"):
             p.mul_(factor.to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
 
 
