@@ -290,6 +290,35 @@ def map_cmd(
               + (f" ({pending} trials not finished)" if pending else ""), highlight=False)
 
 
+@app.command("inherit")
+def inherit_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="a sweep of students with snapshots, its teacher a required run")],
+    teacher: Annotated[str, typer.Option(help="the required run that is the teacher")] = "teacher",
+) -> None:
+    """What distilled students inherit: each case's students' Fourier spectra over their snapshots against the
+    teacher's key frequencies; writes inherit.{csv,md,png} and inherit_over_time.csv into the sweep directory."""
+    from grokkit.analysis.inherit import inheritance_report
+    from grokkit.analysis.progress import AnalysisError
+    from grokkit.sweep import SweepError, current_table
+
+    try:
+        spec, table = current_table(sweep_dir)
+        if teacher not in spec.requires:
+            raise SweepError(f"the sweep requires no run {teacher!r} (it requires {sorted(spec.requires)})")
+        done = table[table.status == "ok"]
+        if done.empty:
+            raise SweepError(f"{sweep_dir}: no finished trial yet")
+        arms = {str(case): [sweep_dir / "trials" / t for t in g.trial] for case, g in done.groupby("case", sort=False)}
+        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, sweep_dir, spec.name)
+    except (SweepError, AnalysisError) as e:
+        _fail(str(e))
+        return
+    for r in seeds.to_dict("records"):
+        err.print(f"{r['arm']:>10} seed {r['seed']}: test {r['final_test_acc']:.3f}, keys "
+                  f"{r['key_frequencies'] or '-'} ({r['shared_with_teacher']} of the teacher's), teacher-key share "
+                  f"{r['final_teacher_key_share']:.2f}", highlight=False)
+
+
 @app.command("report")
 def report_cmd(
     directory: Annotated[Path, typer.Argument(help="a run or sweep directory")],
