@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
+from grokkit.models.base import EnsembleMembers
 from grokkit.models.spec import MODELS, ModelSpec
 from grokkit.models.transformer import FactorisedEmbed, _Embed, _Unembed
 
@@ -63,7 +64,7 @@ class _Layer(nn.Module):
         self.W = nn.Parameter(torch.empty(k, d_in, d_out))
 
 
-class EnsembleMLP(nn.Module):
+class EnsembleMLP(EnsembleMembers, nn.Module):
     """K independent MLPs of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built inside an
     ensemble starts from exactly the weights it would have alone.
 
@@ -88,10 +89,6 @@ class EnsembleMLP(nn.Module):
         self.unembed = _Unembed(k, widths[-1], s.d_vocab_out)
         self.reset_parameters()
 
-    @property
-    def n_members(self) -> int:
-        return len(self.seeds)
-
     def plain_embed_std(self) -> float:
         """The std of a plain ``W_E``'s entries at initialisation."""
         return 1.0
@@ -104,21 +101,6 @@ class EnsembleMLP(nn.Module):
         if name == "unembed.W_U":
             return 1.0 / math.sqrt(p.shape[1])
         return math.sqrt(2.0 / p.shape[1])
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        for k, seed in enumerate(self.seeds):
-            g = torch.Generator().manual_seed(int(seed))
-            for name, p in self.named_parameters():
-                p[k].copy_(torch.randn(p.shape[1:], generator=g) * self._init_std(name, p))
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as an ordinary state dict (no member axis)."""
-        return {n: p[k].detach().clone() for n, p in self.named_parameters()}
-
-    def weight_norm(self) -> torch.Tensor:
-        """L2 norm of all of each member's weights, ``[K]``."""
-        return torch.sqrt(sum(p.detach().pow(2).flatten(1).sum(1) for p in self.parameters()))
 
     # ------------------------------------------------------------------------------------------------ forward
     def _first_layer(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from grokkit.models.base import EnsembleMembers
 from grokkit.models.spec import MODELS, ModelSpec
 
 
@@ -60,7 +61,7 @@ class _Out(nn.Module):
         self.b_U = nn.Parameter(torch.empty(k, d_out))
 
 
-class EnsemblePixelMLP(nn.Module):
+class EnsemblePixelMLP(EnsembleMembers, nn.Module):
     """K independent pixel MLPs of one shape; ``seeds[k]`` fixes member k's initial weights (the same alone or in an
     ensemble). Initialisation (Gaussian): hidden layers std ``sqrt(2 / d_in)`` (He, for ReLU), ``W_U`` std
     ``1 / sqrt(d_in)``, biases 0."""
@@ -81,32 +82,12 @@ class EnsemblePixelMLP(nn.Module):
         self.unembed = _Out(k, widths[-1], shape.d_vocab_out)
         self.reset_parameters()
 
-    @property
-    def n_members(self) -> int:
-        return len(self.seeds)
-
-    @staticmethod
-    def _init_std(name: str, p: torch.Tensor) -> float:
+    def _init_std(self, name: str, p: torch.Tensor) -> float:  # biases: drawn and multiplied by 0 (same stream)
         if name.split(".")[-1].startswith("b_"):
             return 0.0
         if name == "unembed.W_U":
             return 1.0 / math.sqrt(p.shape[1])
         return math.sqrt(2.0 / p.shape[1])
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        for k, seed in enumerate(self.seeds):
-            g = torch.Generator().manual_seed(int(seed))
-            for name, p in self.named_parameters():
-                p[k].copy_(torch.randn(p.shape[1:], generator=g) * self._init_std(name, p))
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as an ordinary state dict (no member axis)."""
-        return {n: p[k].detach().clone() for n, p in self.named_parameters()}
-
-    def weight_norm(self) -> torch.Tensor:
-        """L2 norm of all of each member's parameters, ``[K]``."""
-        return torch.sqrt(sum(p.detach().pow(2).flatten(1).sum(1) for p in self.parameters()))
 
     def pixels(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [K, N, n_ctx]`` -> intensities in [0, 1], ``[K, N, n_ctx]`` (the parameters' dtype)."""

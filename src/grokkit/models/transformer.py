@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from grokkit.models.base import EnsembleMembers
 from grokkit.models.kernels import gather_rows, relu_mlp, weighted_row_sum
 from grokkit.models.spec import MODELS, ModelSpec
 
@@ -167,7 +168,7 @@ class _Unembed(nn.Module):
         self.W_U = nn.Parameter(torch.empty(k, d_model, d_vocab_out))
 
 
-class EnsembleTransformer(nn.Module):
+class EnsembleTransformer(EnsembleMembers, nn.Module):
     """K independent transformers of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built
     inside an ensemble starts from exactly the weights it would have alone."""
 
@@ -189,16 +190,12 @@ class EnsembleTransformer(nn.Module):
         self.unembed = _Unembed(k, shape.d_model, shape.d_vocab_out)
         self.reset_parameters()
 
-    @property
-    def n_members(self) -> int:
-        return len(self.seeds)
-
     # ------------------------------------------------------------------------------------------------ initialisation
     def plain_embed_std(self) -> float:
         """The std of a plain ``W_E``'s entries at initialisation."""
         return 1.0 / math.sqrt(self.shape.d_model)
 
-    def _init_std(self, name: str) -> float | None:
+    def _init_std(self, name: str, p: torch.Tensor) -> float | None:
         """Gaussian std of each weight (Nanda et al.'s scheme); None for biases/LayerNorm (constants)."""
         if name.endswith("W_U"):
             return 1.0 / math.sqrt(self.shape.d_vocab)
@@ -208,26 +205,6 @@ class EnsembleTransformer(nn.Module):
             return 1.0 / math.sqrt(self.shape.d_model)
         return None
 
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        for k, seed in enumerate(self.seeds):
-            g = torch.Generator().manual_seed(int(seed))
-            for name, p in self.named_parameters():
-                std = self._init_std(name)
-                if std is not None:
-                    p[k].copy_(torch.randn(p.shape[1:], generator=g) * std)
-                elif name.endswith(".w"):
-                    p[k].fill_(1.0)
-                else:
-                    p[k].zero_()
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as an ordinary (TransformerLens-shaped) state dict."""
-        return {n: p[k].detach().clone() for n, p in self.named_parameters()}
-
-    def weight_norm(self) -> torch.Tensor:
-        """L2 norm of all of each member's weights, ``[K]``."""
-        return torch.sqrt(sum(p.detach().pow(2).flatten(1).sum(1) for p in self.parameters()))
 
     # ------------------------------------------------------------------------------------------------ fast forward
     def _embedding_table(self) -> torch.Tensor:
