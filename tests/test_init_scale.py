@@ -19,7 +19,7 @@ def test_init_scale_multiplies_every_weight_matrix_of_the_default_init(kind):
     plain = _model(model=dict(model_cfg))
     scaled = _model(model=dict(model_cfg, init_scale=3.0))
     n_matrices = 0
-    for (name, a), (_, b) in zip(plain.named_parameters(), scaled.named_parameters()):
+    for (_, a), (_, b) in zip(plain.named_parameters(), scaled.named_parameters()):
         if a.dim() > 2:  # [member, ...] weight matrices, the MLP's hidden layers.i.W included
             torch.testing.assert_close(b, 3.0 * a, rtol=0, atol=0)
             n_matrices += 1

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from grokkit.analysis.map import map_markdown, map_table
+from grokkit.analysis.map import answers_shared, map_markdown, map_table
 from grokkit.cli import app
 from grokkit.sweep import SweepError, expand, load_sweep, parse_sweep, read_table, run_sweep
 from grokkit.sweep.spec import MapSpec
@@ -108,6 +108,15 @@ def test_a_cell_without_its_control_or_mixing_fractions_is_an_error():
         map_table(t, MapSpec(rows="operation", cols="pair"))
 
 
+def test_answers_shared_between_a_teachers_rule_and_a_students():
+    assert answers_shared("add", 61, "add", 59) == 59 * 60 / 2 / 59**2  # exactly the pairs with a + b < 59
+    assert answers_shared("add", 59, "add", 59) == 1.0
+    assert answers_shared("sub", 61, "sub", 59) == 59 * 60 / 2 / 59**2  # a >= b
+    assert answers_shared("add", 31, "add", 59) == 31 * 32 / 2 / 59**2  # the teacher knows numbers below 31 only
+    assert answers_shared("mul", 61, "mul", 59) < 0.11 and answers_shared("add", 61, "sub", 59) < 0.02
+    assert answers_shared("div", 59, "div", 59) == 1.0  # over the pairs where division is defined
+
+
 def test_a_tiny_map_runs_end_to_end(tmp_path):
     result = run_sweep(parse_sweep(map_spec()), tmp_path, tmp_path / "m", log=lambda _: None)
     assert all(v == "ok" for v in result.outcomes.values())
@@ -120,6 +129,7 @@ def test_a_tiny_map_runs_end_to_end(tmp_path):
     assert (tmp_path / "m" / "map.png").stat().st_size > 0
     assert cells.teacher_kd_acc_on_student_test.between(0, 1).all()
     assert cells.teacher_test_acc.between(0, 1).all() and set(cells.teacher) == {"add19", "add13", "sub19"}
+    assert cells.answers_shared.iloc[0] == answers_shared("add", 19, "add", 17)
     # `grokkit map` redraws it from the trials, also those of a sweep stopped part-way (the others: pending)
     (tmp_path / "m" / "map.csv").unlink()
     import shutil

@@ -68,6 +68,34 @@ def _teacher_acc(path: str) -> float:
     return float(run.read_summary()["members"][0]["final_test_acc"])
 
 
+def answers_shared(teacher_op: str, p1: int, student_op: str, p2: int) -> float:
+    """The share of the student's pairs ``(a, b)`` (both below ``p2``, where the student's operation is defined) on
+    which the teacher's rule gives the student's answer: ``teacher_op(a, b) mod p1 == student_op(a, b) mod p2``.
+    A property of the two tasks alone (e.g. add 61 -> 59: the pairs with a + b < 59, and a few more)."""
+    import torch
+
+    from grokkit.tasks.modular import OPS
+
+    a, b = torch.meshgrid(torch.arange(p2), torch.arange(p2), indexing="ij")
+    a, b = a.flatten(), b.flatten()
+    target, ok = OPS.get(student_op)(a, b, p2)
+    inside = (a < p1) & (b < p1)  # the teacher's rule is defined on its own numbers only
+    a1, b1 = a.clamp(max=p1 - 1), b.clamp(max=p1 - 1)
+    guess, ok1 = OPS.get(teacher_op)(a1, b1, p1)
+    hit = (guess == target) & ok1 & inside
+    return float(hit[ok].double().mean())
+
+
+def _task_of(path: str) -> tuple[str, int] | None:
+    from grokkit.rundir import RunDir
+
+    run = RunDir(path)
+    if not run.has_config():
+        return None
+    task = run.read_config().task
+    return (task.op, task.modulus) if getattr(task, "is_modular", False) else None
+
+
 def map_table(table: pd.DataFrame, spec: MapSpec) -> pd.DataFrame:
     """One row per cell: the cell's coordinates and match values, both arms' outcomes, their difference."""
     need = [spec.rows, spec.cols, spec.arm, *spec.match]
@@ -99,6 +127,10 @@ def map_table(table: pd.DataFrame, spec: MapSpec) -> pd.DataFrame:
             row["teacher"] = "; ".join(Path(str(t)).name for t in teachers)
             row["teacher_test_acc"] = float(np.mean([_teacher_acc(str(t)) for t in teachers])) if len(teachers) \
                 else float("nan")
+            tasks = {_task_of(str(t)) for t in teachers}
+            if len(tasks) == 1 and None not in tasks and "task.op" in key and "task.modulus" in key:
+                (t_op, p1), = tasks
+                row["answers_shared"] = answers_shared(t_op, p1, str(key["task.op"]), int(key["task.modulus"]))
             for col in TEACHER_COLUMNS:
                 if col in g.columns:
                     row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())
@@ -145,7 +177,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def map_markdown(cells: pd.DataFrame, spec: MapSpec, data: str = "./map.csv") -> str:
     header = [spec.rows, spec.cols, "fraction", f"{spec.treatment}: generalised", f"{spec.treatment}: test acc",
-              f"{spec.control}: generalised", f"{spec.control}: test acc", "Δ test acc", "teacher's own test acc",
+              f"{spec.control}: generalised", f"{spec.control}: test acc", "Δ test acc", "answers shared",
+              "teacher's own test acc",
               "teacher right on the student (final)", "teacher right on the student (distilled position)"]
     frac = next((m for m in spec.match if m.endswith("train_fraction")), None)
     checked = {spec.rows: spec.rows, spec.cols: spec.cols, header[3]: "treatment_generalized+treatment_trials",
@@ -163,8 +196,7 @@ def map_markdown(cells: pd.DataFrame, spec: MapSpec, data: str = "./map.csv") ->
             str(d[spec.rows]), str(d[spec.cols]), _fmt(d[frac], 2) if frac else "",
             f"{d['treatment_generalized']}/{d['treatment_trials']}", arm("treatment"),
             f"{d['control_generalized']}/{d['control_trials']}", arm("control"), f"{d['diff_test_acc']:+.3f}",
-            _fmt(d.get("teacher_test_acc", float("nan"))), _fmt(d.get("teacher_acc_on_student_test", float("nan"))),
-            _fmt(d.get("teacher_kd_acc_on_student_test", float("nan")))]) + " |")
+            *(_fmt(d.get(c, float("nan"))) for c in ("answers_shared", "teacher_test_acc", *TEACHER_COLUMNS))]) + " |")
     return "\n".join(lines) + "\n"
 
 
