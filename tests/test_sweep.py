@@ -17,7 +17,7 @@ from grokkit.cli import app
 from grokkit.config import load_config
 from grokkit.engine import Trainer
 from grokkit.sweep import SweepError, expand, parse_sweep, plan, read_table, run_sweep, summarize
-from grokkit.sweep.runner import LOCK_FILE
+from grokkit.sweep.runner import LOCK_FILE, trial_done
 from helpers import tiny_config
 
 TEACHER = tiny_config(name="teacher", seeds=[0], task={"op": "add", "modulus": 19, "train_fraction": 0.5},
@@ -121,6 +121,14 @@ def test_rerun_is_idempotent_and_an_extended_sweep_runs_only_new_trials(tmp_path
     more = run_sweep(parse_sweep(sweep_spec(seeds=[0, 1, 2])), tmp_path, tmp_path / "sw", log=quiet)
     assert more.skipped == 4 and sum(len(g.trials) for g in more.groups) == 2
     assert len(read_table(tmp_path / "sw")) == 6
+    # the sweep's name is a label: the whole of a sweep run after a subset of it (another name) reuses its trials,
+    # but a changed setting does not
+    renamed = run_sweep(parse_sweep(sweep_spec(seeds=[0, 1, 2], name="bigger")), tmp_path, tmp_path / "sw", log=quiet)
+    assert renamed.skipped == 6 and renamed.groups == []
+    changed = expand(parse_sweep(sweep_spec(seeds=[0, 1, 2], name="bigger", overrides={"optimizer.lr": 0.002})),
+                     tmp_path)
+    assert not any(trial_done(tmp_path / "sw", t) for t in changed)
+    assert all(trial_done(tmp_path / "sw", t) for t in expand(parse_sweep(sweep_spec(name="x")), tmp_path))
 
 
 def test_killed_sweep_resumes_from_the_group_checkpoint(tmp_path, monkeypatch):

@@ -153,7 +153,9 @@ def trial_done(sweep_dir: Path, trial: Trial) -> bool:
         saved = d.read_config()
     except Exception:  # noqa: BLE001 - an unreadable trial is simply re-run
         return False
-    return saved == trial.config
+    # the run's name is a label (the sweep's name / the trial id): a sweep renamed, or a trial shared by two sweeps
+    # of the same settings (a subset spec and the whole), finds its finished trials
+    return saved.model_copy(update={"name": trial.config.name}) == trial.config
 
 
 def _write_error(sweep_dir: Path, trial: Trial, message: str, tb: str) -> None:
