@@ -17,6 +17,8 @@ PAIRS = {61: ("61→59 close, P1>P2", 0.4), 97: ("97→59 far, P1>P2", 0.4), 31:
 # operations whose teachers need more data to grok within the budget (at 40% of mod 61: sub 0.86 after an early
 # crossing, div 0.91, quad 0.40 after 6,000 steps), and the fraction they get instead
 TEACHER_FRACTION = {"sub": 0.6, "div": 0.6, "quad": 0.8}
+# the mod-113 teachers of the paper's pair (a larger modulus needs a smaller fraction; quad capped for CPU time)
+TEACHER_FRACTION_113 = {"add": 0.35, "mul": 0.35, "sub": 0.5, "div": 0.5, "quad": 0.6}
 CROSS = "other op's teacher, 61→59"
 PAPER = "113→107 paper's pair"
 
@@ -39,7 +41,8 @@ def spec(name: str, pairs_of: dict[str, list[int]], paper_ops: list[str], about:
         "# transformer d_model 64, AdamW lr 0.01 wd 1, 2,000 full-batch steps; distillation at the operator",
         "# position, alpha 0.99, T 32, alpha annealed to 0 over steps 600-1,000 (tuned on add 61 -> 59); students at",
         f"# {FRACTION:.0%} of their pairs. Teachers: 40% of their pairs (sub, div: 60%, quad: 80%; mod 31: 60%;",
-        "# mod 113: 35%), up to 6,000 steps, stopped once grokked.",
+        "# mod 113: add, mul 35%, sub, div 50%, quad 60%), up to 6,000 steps, stopped once grokked. Run into the",
+        "# directory of map_cpu.yaml, map.yaml reuses map_cpu's finished trials and runs the rest.",
         f"#   grokkit sweep configs/map/{name}.yaml --out runs/{name}      (writes map.csv / map.md / map.png)",
         f"name: distill-{name.replace('_', '-')}",
         "base:",
@@ -60,7 +63,7 @@ def spec(name: str, pairs_of: dict[str, list[int]], paper_ops: list[str], about:
         needed += [(op, 113)] if op in paper_ops else []
     first = True
     for op, p in dict.fromkeys(needed):
-        f = 0.35 if p == 113 else TEACHER_FRACTION.get(op, PAIRS[p][1])
+        f = TEACHER_FRACTION_113[op] if p == 113 else TEACHER_FRACTION.get(op, PAIRS[p][1])
         training = f"&teacher_training {TEACHER_TRAINING}" if first else "*teacher_training"
         lines.append(f"  {op}{p}: {{base: {TEACHER.format(op=op, p=p, f=f, training=training)}}}")
         first = False
