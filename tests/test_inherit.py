@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from typer.testing import CliRunner
 
-from grokkit.analysis.inherit import _share, per_seed
+from grokkit.analysis.inherit import _share, carried_keys, per_seed
 from grokkit.cli import app
 from grokkit.sweep import parse_sweep, run_sweep
 from helpers import tiny_config
@@ -22,12 +22,21 @@ def test_share_of_the_spectrum_in_given_frequencies():
     assert math.isnan(_share([0.0, 0.0], [1]))
 
 
+def test_teacher_keys_carry_over_at_the_same_angular_frequency():
+    assert carried_keys([14, 23, 2, 6], 61, 59) == [14, 22, 2, 6]  # 13.5 rounds to 14; 22.2 to 22
+    assert carried_keys([23, 20], 61, 59) == [22, 19]
+    assert carried_keys([1, 56], 113, 107) == [1, 53]  # 56 * 107 / 113 = 53.03
+    assert carried_keys([30, 29], 61, 31) == [15]  # kept within 1..p2 // 2, distinct
+    assert carried_keys([5, 9], 59, 59) == [5, 9]
+
+
 def test_per_seed_reads_when_the_teachers_keys_take_over():
     rows = []
     for step, share, own, acc in ((0, 0.1, 0.1, 0.0), (50, 0.6, 0.3, 0.5), (100, 0.9, 0.8, 1.0), (150, 0.9, 0.9, 1.0)):
         rows.append({"arm": "distill", "run": "r/kd0", "member": 0, "seed": 0, "label": "snapshot", "step": step,
                      "modulus": 17, "test_acc": acc, "train_acc": 1.0, "teacher_key_share": share,
-                     "chance_share": 0.25, "key_energy_fraction": own, "gini": 0.5, "top_frequencies": "3 5",
+                     "chance_share": 0.25, "teacher_keys_carried": "3 5", "key_energy_fraction": own, "gini": 0.5,
+                     "top_frequencies": "3 5",
                      "key_frequencies": "3 4" if step == 150 else ""})
     seeds = per_seed([3, 5], pd.DataFrame(rows))
     r = seeds.iloc[0]

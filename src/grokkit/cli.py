@@ -294,6 +294,8 @@ def map_cmd(
 def inherit_cmd(
     sweep_dir: Annotated[Path, typer.Argument(help="a sweep of students with snapshots, its teacher a required run")],
     teacher: Annotated[str, typer.Option(help="the required run that is the teacher")] = "teacher",
+    case: Annotated[list[str] | None, typer.Option(help="only these cases (default: every case)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write (default: the sweep directory)")] = None,
 ) -> None:
     """What distilled students inherit: each case's students' Fourier spectra over their snapshots against the
     teacher's key frequencies; writes inherit.{csv,md,png} and inherit_over_time.csv into the sweep directory."""
@@ -306,10 +308,17 @@ def inherit_cmd(
         if teacher not in spec.requires:
             raise SweepError(f"the sweep requires no run {teacher!r} (it requires {sorted(spec.requires)})")
         done = table[table.status == "ok"]
+        if case:
+            unknown = sorted(set(case) - set(table.case))
+            if unknown:
+                raise SweepError(f"--case {unknown}: no such case (cases: {', '.join(dict.fromkeys(table.case))})")
+            done = done[done.case.isin(case)]
         if done.empty:
             raise SweepError(f"{sweep_dir}: no finished trial yet")
-        arms = {str(case): [sweep_dir / "trials" / t for t in g.trial] for case, g in done.groupby("case", sort=False)}
-        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, sweep_dir, spec.name)
+        arms = {str(c): [sweep_dir / "trials" / t for t in g.trial] for c, g in done.groupby("case", sort=False)}
+        target = out or sweep_dir
+        target.mkdir(parents=True, exist_ok=True)
+        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, target, f"{spec.name}: teacher {teacher}")
     except (SweepError, AnalysisError) as e:
         _fail(str(e))
         return

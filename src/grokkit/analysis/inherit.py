@@ -5,8 +5,10 @@ For a teacher grokked on ``(a + b) mod P1`` and students on ``mod P2`` (a differ
 ``2 pi k / P``, close for close moduli), at every snapshot of every student:
 
 * ``teacher_key_share``: the share of the student's embedding spectrum (squared Fourier norms of ``W_E`` over its
-  numbers ``0..P2-1``) held by the *teacher's* key frequencies. A flat spectrum gives ``chance_share`` (the number of
-  teacher keys over the number of frequencies); a student that builds the teacher's circuit approaches 1;
+  numbers ``0..P2-1``) held by the *teacher's* key frequencies, carried over to the student's modulus at the same
+  angular frequency: teacher frequency ``k`` (``2 pi k / P1`` per number) is student frequency ``round(k P2 / P1)``
+  (:func:`carried_keys`). A flat spectrum gives ``chance_share`` (the number of carried keys over the number of
+  frequencies); a student that builds the teacher's circuit approaches 1;
 * ``key_energy_fraction``, ``gini`` and the student's own key frequencies (:mod:`grokkit.analysis.progress`);
 * test accuracy.
 
@@ -26,6 +28,13 @@ import numpy as np
 import pandas as pd
 
 from grokkit.analysis.progress import AnalysisError, analyze_run
+
+
+def carried_keys(keys: list[int], p1: int, p2: int) -> list[int]:
+    """The teacher's key frequencies (of ``mod p1``) at the same angular frequency on ``mod p2``: ``round(k p2 /
+    p1)``, kept within ``1..p2 // 2`` (distinct, in the teacher's order)."""
+    out = [min(max(1, round(k * p2 / p1)), p2 // 2) for k in keys]
+    return list(dict.fromkeys(out))
 
 
 def _share(norms: list[float], keys: list[int]) -> float:
@@ -52,11 +61,13 @@ def over_time(teacher_dir: str | Path, students: dict[str, list[Path]]) -> tuple
     (arm ``teacher``) first, then every student's."""
     teacher = analyze_run(teacher_dir, member=0)
     keys = list(teacher["checkpoints"][-1]["members"][0]["fourier"]["key_frequencies"])
+    p1 = int(teacher["modulus"])
     if not keys:
         raise AnalysisError(f"teacher {teacher_dir} has no key frequencies (has it grokked?)")
     rows: list[dict[str, Any]] = []
 
     def add(arm: str, run: str, result: dict[str, Any]) -> None:
+        carried = carried_keys(keys, p1, int(result["modulus"]))
         for ckpt in result["checkpoints"]:
             for m in ckpt["members"]:
                 four = m["fourier"]
@@ -64,8 +75,9 @@ def over_time(teacher_dir: str | Path, students: dict[str, list[Path]]) -> tuple
                 rows.append({"arm": arm, "run": run, "member": m["member"], "seed": m["seed"],
                              "label": ckpt["label"], "step": ckpt["step"], "modulus": result["modulus"],
                              "test_acc": m["losses"]["test_acc"], "train_acc": m["losses"]["train_acc"],
-                             "teacher_key_share": _share(four["norms"], keys),
-                             "chance_share": len(keys) / len(four["norms"]),
+                             "teacher_key_share": _share(four["norms"], carried),
+                             "teacher_keys_carried": " ".join(map(str, carried)),
+                             "chance_share": len(carried) / len(four["norms"]),
                              "key_energy_fraction": four["key_energy_fraction"], "gini": four["gini"],
                              "top_frequencies": " ".join(map(str, own)),
                              "key_frequencies": " ".join(map(str, four["key_frequencies"]))})
@@ -89,12 +101,14 @@ def per_seed(keys: list[int], frame: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("step")
         last = g.iloc[-1]
         own = [int(k) for k in str(last.key_frequencies).split()] if str(last.key_frequencies).strip() else []
-        shared = sorted(set(own) & set(keys))
-        union = set(own) | set(keys)
+        carried = [int(k) for k in str(last.teacher_keys_carried).split()]
+        shared = sorted(set(own) & set(carried))
+        union = set(own) | set(carried)
         out.append({
             "arm": arm, "run": Path(run).name, "seed": int(last.seed), "modulus": int(last.modulus),
             "final_test_acc": float(last.test_acc), "key_frequencies": " ".join(map(str, own)),
-            "teacher_key_frequencies": " ".join(map(str, keys)), "shared_with_teacher": len(shared),
+            "teacher_key_frequencies": " ".join(map(str, keys)), "teacher_keys_carried": " ".join(map(str, carried)),
+            "shared_with_teacher": len(shared),
             "jaccard_with_teacher": len(shared) / len(union) if union else math.nan,
             "final_teacher_key_share": float(last.teacher_key_share), "chance_share": float(last.chance_share),
             "step_teacher_keys_half": _first(g.step, g.teacher_key_share >= 0.5),
@@ -148,8 +162,8 @@ def inheritance_report(teacher_dir: str | Path, students: dict[str, list[Path]],
     seeds = per_seed(keys, frame)
     atomic_write_text(out / "inherit_over_time.csv", frame.to_csv(index=False))
     atomic_write_text(out / "inherit.csv", seeds.to_csv(index=False))
-    shown = seeds[["arm", "seed", "final_test_acc", "key_frequencies", "shared_with_teacher", "final_teacher_key_share",
-                   "step_teacher_keys_half", "step_own_keys_half", "step_lasting_0.99"]]
+    shown = seeds[["arm", "seed", "final_test_acc", "key_frequencies", "teacher_keys_carried", "shared_with_teacher",
+                   "final_teacher_key_share", "step_teacher_keys_half", "step_own_keys_half", "step_lasting_0.99"]]
     atomic_write_text(out / "inherit.md", f"# {title or 'What the students inherit'}\n\nteacher key frequencies: "
                       f"{' '.join(map(str, keys))}\n\n<!-- data: ./inherit.csv -->\n"
                       + markdown_table(shown.round(3)) + "\n")
