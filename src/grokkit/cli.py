@@ -318,7 +318,8 @@ def inherit_cmd(
         arms = {str(c): [sweep_dir / "trials" / t for t in g.trial] for c, g in done.groupby("case", sort=False)}
         target = out or sweep_dir
         target.mkdir(parents=True, exist_ok=True)
-        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, target, f"{spec.name}: teacher {teacher}")
+        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, target,
+                                   f"{spec.name}: students against the teacher run {teacher!r}")
     except (SweepError, AnalysisError) as e:
         _fail(str(e))
         return
