@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -50,7 +51,7 @@ def map_spec(**extra: object) -> dict:
 
 def test_case_labels_are_result_columns_not_part_of_the_trial():
     spec = parse_sweep(map_spec())
-    trials = expand(spec, __import__("pathlib").Path("."))
+    trials = expand(spec, Path("."))
     kd = [t for t in trials if t.coords["case"] == "kd-add19-add17"]
     assert kd and all(t.labels == {"method": "distill", "op": "add", "pair": "19->17"} for t in kd)
     assert all("pair" not in t.id and "method" not in t.id for t in trials)

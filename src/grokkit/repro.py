@@ -290,9 +290,10 @@ def measure_seed(metrics: pd.DataFrame, measure: str) -> float | None:
     if kind == "first_below":
         return _first(steps, y < value)
     if kind == "lasting":
-        bad = np.nonzero(~(y >= value))[0]
-        start = 0 if not len(bad) else bad[-1] + 1
-        return float(steps[start]) if start < len(steps) else None
+        from grokkit.engine import lasting_step
+
+        start = lasting_step(steps.tolist(), y.tolist(), value)
+        return None if start is None else float(start)
     if kind == "at":
         before = steps <= value
         return float(y[before][-1]) if before.any() else None
@@ -330,7 +331,7 @@ def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
     """Summaries, figure and CSV of a finished reference run in ``out/<name>``."""
     import shutil
 
-    from grokkit.analysis.progress import AnalysisError, analyze_run, over_time, phases, write_analysis
+    from grokkit.analysis.progress import OVER_TIME_FILES, AnalysisError, analyze_run, write_analysis
 
     run_dir = RunDir(out / spec.name)
     metrics = run_dir.read_metrics()
@@ -338,13 +339,11 @@ def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
     bounds: dict[str, int | None] = {}
     try:
         result = analyze_run(run_dir.path)
-        write_analysis(result, run_dir.path)
-        frame = over_time(result)
-        bounds = phases(frame) if frame.step.nunique() > 1 else {}
+        write_analysis(result, run_dir.path)  # places the phases when the run has snapshots
+        bounds = result.get("phases", {})
     except AnalysisError as err:
         if any(p.measure.startswith("phase:") for p in spec.published):
             raise ReproError(f"{spec.name}: cannot place the phases: {err}") from None
-        frame = pd.DataFrame()
     rows = []
     seeds = sorted(metrics.seed.unique())
     for p in spec.published:
@@ -372,10 +371,10 @@ def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
                                         if c in metrics.columns]].agg(["mean", "min", "max"]))
     curves.columns = [f"{a}_{b}" for a, b in curves.columns]
     atomic_write_text(out / f"{spec.name}.csv", curves.reset_index().to_csv(index=False))
-    figure = run_dir.path / "analysis_over_time.png"
+    table, figure = (run_dir.path / f for f in OVER_TIME_FILES)
     if figure.exists():
         shutil.copyfile(figure, out / f"{spec.name}.png")
-        atomic_write_text(out / f"{spec.name}_over_time.csv", frame.to_csv(index=False))
+        shutil.copyfile(table, out / f"{spec.name}_over_time.csv")
     else:
         shutil.copyfile(run_dir.path / "curves.png", out / f"{spec.name}.png")
     return {"png": out / f"{spec.name}.png", "csv": out / f"{spec.name}.csv", "summary": summary}

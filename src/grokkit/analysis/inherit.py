@@ -49,11 +49,10 @@ def _first(steps: pd.Series, cond: pd.Series) -> float:
 
 
 def _lasting(steps: pd.Series, acc: pd.Series, level: float = 0.99) -> float:
-    ok = (acc >= level).to_numpy()
-    if not ok.any() or not ok[-1]:
-        return math.nan
-    bad = np.nonzero(~ok)[0]
-    return float(steps.iloc[0 if not len(bad) else bad[-1] + 1])
+    from grokkit.engine import lasting_step
+
+    start = lasting_step(steps.tolist(), acc.tolist(), level)
+    return math.nan if start is None else float(start)
 
 
 def over_time(teacher_dir: str | Path, students: dict[str, list[Path]]) -> tuple[list[int], pd.DataFrame]:

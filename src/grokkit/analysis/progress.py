@@ -427,9 +427,9 @@ def phases(frame: Any, threshold: float = 0.99) -> dict[str, int | None]:
         hit = mean.index[cond.to_numpy()]
         return int(hit[0]) if len(hit) else None
 
-    lasting = None
-    for step, acc in zip(mean.index, mean.test_acc):
-        lasting = (lasting if lasting is not None else int(step)) if acc >= threshold else None
+    from grokkit.engine import lasting_step
+
+    lasting = lasting_step([int(s) for s in mean.index], mean.test_acc.tolist(), threshold)
     return {"memorised": first(mean.train_acc >= threshold), "cleanup": first(mean.test_acc >= 0.5),
             "generalised": lasting}
 

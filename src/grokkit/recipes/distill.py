@@ -144,15 +144,15 @@ def prepare(setup: Setup) -> None:
     n_aligned = setup.task.answer_range if d.class_alignment == "student_range" else setup.vocab.n_classes
     targets = teacher_log_probs(teacher_logits(teacher, train.tokens, position)[..., :n_aligned],
                                 temperature.view(-1, 1), None, dtype)
-    # Diagnostic: how often the teacher's own answer (final position) is right on the student's labels.
-    final = teacher_logits(teacher, setup.test.tokens, final_pos)[..., : setup.task.answer_range]
-    agree = ((final.argmax(-1) == setup.test.labels).double() * setup.test.weight).sum() / setup.test.weight.sum()
-    setup.info["teacher_acc_on_student_test"] = float(agree)
-    # ... and how often the distilled position's own argmax is (what the student is pulled towards at T -> 0)
+    def agreement(at: int) -> float:  # how often the teacher's argmax at a position is the student's answer
+        logits = teacher_logits(teacher, setup.test.tokens, at)[..., : setup.task.answer_range]
+        hits = (logits.argmax(-1) == setup.test.labels).double() * setup.test.weight
+        return float(hits.sum() / setup.test.weight.sum())
+
+    # Diagnostics: the teacher's own answer (final position), and what the student is pulled towards at T -> 0
+    setup.info["teacher_acc_on_student_test"] = agreement(final_pos)
     if position != final_pos:
-        at_kd = teacher_logits(teacher, setup.test.tokens, position)[..., : setup.task.answer_range]
-        hits = (at_kd.argmax(-1) == setup.test.labels).double() * setup.test.weight
-        setup.info["teacher_kd_acc_on_student_test"] = float(hits.sum() / setup.test.weight.sum())
+        setup.info["teacher_kd_acc_on_student_test"] = agreement(position)
     device = torch.device(cfg.training.device)
     teacher_targets = TeacherTargets.from_log_probs(targets).to(device)
     alpha, temperature = alpha.to(device), temperature.to(device)
