@@ -127,3 +127,21 @@ def test_summary_and_results_store_carry_the_lasting_step(tmp_path, monkeypatch)
     summary = run(parse_config(tiny_config(seeds=[0])), tmp_path / "run", progress=False)
     m = summary["members"][0]
     assert m["steps_to_generalize"] == 0 and m["steps_to_generalize_lasting"] == 60
+
+
+def test_softmax_collapse_is_logged_and_counts_rows_whose_float32_sum_is_exactly_one(tmp_path):
+    """``training.softmax_collapse`` logs ``train_sc``: 0 for a fresh model (small logits), 1 once the logits are
+    scaled so far that exp(z - max z) underflows for every other class (Prieto et al.'s softmax collapse)."""
+    cfg = parse_config(tiny_config(training__steps=20, training__eval_every=10, training__softmax_collapse=True))
+    run(cfg, tmp_path / "sc", progress=False, log=lambda _: None)
+    metrics = pd.read_csv(tmp_path / "sc" / "metrics.csv")
+    assert "train_sc" in metrics and metrics["train_sc"].between(0, 1).all()
+    setup = prepare(cfg)
+    trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, log=lambda m: None)
+    assert trainer.softmax_collapse(setup.train).max() == 0.0
+    with torch.no_grad():
+        setup.model.unembed.W_U.mul_(1e6)  # logits ~1e6 apart: every other class's exp underflows in float32
+    assert trainer.softmax_collapse(setup.train).min() == 1.0
+    off = parse_config(tiny_config(training__steps=10, training__eval_every=10))
+    run(off, tmp_path / "off", progress=False, log=lambda _: None)
+    assert "train_sc" not in pd.read_csv(tmp_path / "off" / "metrics.csv")

@@ -104,3 +104,51 @@ def test_mlp_config_defaults_and_errors():
         parse_config(tiny_config(model={"d_embed": 4}))
     with pytest.raises(ConfigError, match="model.kind"):
         parse_config(tiny_config(model={"kind": "cnn"}))
+
+
+def _prieto_reference(model: EnsembleMLP, tokens: torch.Tensor) -> torch.Tensor:
+    """Prieto et al.'s MLP written plainly: one-hot tokens concatenated, then nn.Linear layers with biases."""
+    out = []
+    d_vocab = model.shape.d_vocab
+    for k in range(model.n_members):
+        w = model.member_state(k)
+        x = torch.nn.functional.one_hot(tokens[k], d_vocab).to(w["unembed.W_U"].dtype).flatten(1)
+        for i in range(len(model.layers)):
+            x = torch.relu(x @ w[f"layers.{i}.W"] + w[f"layers.{i}.b"])
+        out.append(x @ w["unembed.W_U"] + w["unembed.b_U"])
+    return torch.stack(out)
+
+
+def test_one_hot_input_with_biases_equals_linear_layers_on_one_hot_tokens():
+    vocab = Vocabulary(13, (13,))
+    shape = MLPShape(vocab.d_vocab, vocab.n_classes, n_ctx=4, n_layers=3, d_embed=vocab.d_vocab, d_mlp=24,
+                     one_hot=True, bias=True, init="torch")
+    model = EnsembleMLP(shape, [0, 1]).double()
+    assert "embed.W_E" not in dict(model.named_parameters())  # fixed, not trained
+    names = {n for n, _ in model.named_parameters()}
+    assert names == {"layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b", "unembed.W_U", "unembed.b_U"}
+    tokens = _tokens(vocab, 2)
+    expected = _prieto_reference(model, tokens)
+    torch.testing.assert_close(model(tokens, [3])[:, :, 0], expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model.run_with_cache(tokens)[0], expected, rtol=1e-10, atol=1e-10)
+    # torch init: nn.Linear's std 1/sqrt(3 fan_in) for weights and biases alike (fan_in 4 * d_vocab for layer 0)
+    big = EnsembleMLP(MLPShape(50, 50, n_ctx=4, n_layers=2, d_embed=50, d_mlp=400, one_hot=True, bias=True,
+                               init="torch"), [0])
+    for name, fan_in in (("layers.0.W", 200), ("layers.0.b", 200), ("unembed.W_U", 400), ("unembed.b_U", 400)):
+        std = dict(big.named_parameters())[name].std().item()
+        assert abs(std * (3 * fan_in) ** 0.5 - 1) < 0.15, (name, std)
+    he = EnsembleMLP(MLPShape(20, 17, n_ctx=4, n_layers=2, d_embed=4, d_mlp=16, bias=True), [0])
+    assert he.layers[0].b.abs().sum() == 0 and he.unembed.b_U.abs().sum() == 0  # he init: biases start at 0
+
+
+def test_one_hot_mlp_config_trains_and_round_trips(tmp_path):
+    cfg = parse_config(tiny_config(model={"kind": "mlp", "input": "one_hot", "bias": True, "init": "torch",
+                                          "d_mlp": 64}, optimizer__lr=0.01, training__steps=100,
+                                   training__eval_every=50))
+    summary = run(cfg, tmp_path / "oh", progress=False, log=lambda _: None)
+    assert all(m["final_train_acc"] > 0.9 for m in summary["members"])
+    model, vocab, _ = load_model(tmp_path / "oh")
+    assert model.shape.one_hot and model.shape.bias and model.shape.d_embed == vocab.d_vocab
+    with pytest.raises(ConfigError, match="one_hot"):
+        parse_config(tiny_config(model={"kind": "mlp", "input": "one_hot"}, recipe="transfer",
+                                 transfer={"weak_steps": 10}))

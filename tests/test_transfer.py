@@ -224,3 +224,26 @@ def test_a_members_init_scale_is_the_targets_not_the_weak_models():
     assert [m.init_scale for m in weak.member_list()] == [None] and weak.model.init_scale == 0.3
     target = target_config(cfg, "w")
     assert target.member_list()[0].init_scale == 0.1 and target.model.init_scale == 0.2
+
+
+def test_packed_arms_with_one_weak_setting_share_one_weak_model(tmp_path):
+    """Two packed arms (same seeds, the target's lr / weight decay / init scale differ) need the same weak models:
+    the weak stage trains each once and both targets start from it."""
+    from grokkit.recipes.transfer import weak_config, weak_members
+
+    members = [{"seed": s, "lr": lr, "weight_decay": wd, "init_scale": scale}
+               for lr, wd, scale in ((0.001, 1.0, 0.3), (0.005, 3.0, 0.3)) for s in (0, 1)]
+    data = transfer_config(seeds=None, members=members, training={"steps": 10, "eval_every": 5, "progress": False})
+    data["transfer"].update(weak_optimizer={"name": "adamw", "lr": 0.03, "weight_decay": 0.3}, weak_steps=20,
+                            weak_eval_every=10)
+    cfg = parse_config(data)
+    unique, groups = weak_members(cfg)
+    assert [m["seed"] for m in unique] == [0, 1] and groups == [[0], [1], [0], [1]]
+    assert [m.seed for m in weak_config(cfg).member_list()] == [0, 1]
+    out = tmp_path / "shared"
+    summary = run(cfg, out, progress=False, log=quiet)
+    target_cfg = parse_config(yaml.safe_load((out / "target" / "config.yaml").read_text()))
+    assert target_cfg.embedding_init.member == [0, 1, 0, 1]
+    weak_model, _, _ = load_model(out / "weak")
+    torch.testing.assert_close(build_setup(target_cfg).model.embed.W_E_A, weak_model.embed.W_E[[0, 1, 0, 1]])
+    assert [m["weak_seed"] for m in summary["members"]] == [0, 1, 0, 1]

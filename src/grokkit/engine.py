@@ -281,11 +281,32 @@ class Trainer:
         total = data.weight.double().sum(1)
         return loss_sum / total, correct / total
 
+    @torch.no_grad()
+    def softmax_collapse(self, data: EnsembleExamples) -> torch.Tensor:
+        """Per member ``[K]``: the share of ``data``'s rows whose float32 ``sum_c exp(z_c - max z)`` over the scored
+        classes (the answer range when the loss is restricted to it) equals exactly 1: the rows whose loss, and so
+        gradient, has underflowed to zero (Prieto et al.'s softmax collapse)."""
+        k, n = data.labels.shape
+        chunk_rows = max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
+        collapsed = torch.zeros(k, dtype=torch.float64, device=self.device)
+        restrict = self.settings.loss.restrict_to_answer_range
+        for start in range(0, n, chunk_rows):
+            sl = slice(start, start + chunk_rows)
+            logits = self.model(data.tokens[:, sl], [self.objective.final])[:, :, 0].float()
+            logits, mask = restrict_classes(logits, data.answer_range[:, sl] if restrict else None)
+            if mask is not None:
+                logits = logits.masked_fill(~mask, float("-inf"))
+            total = torch.exp(logits - logits.max(-1, keepdim=True).values).sum(-1)
+            collapsed += ((total == 1.0).double() * data.weight[:, sl].double()).sum(1)
+        return collapsed / data.weight.double().sum(1)
+
     def evaluate(self) -> None:
         train_loss, train_acc = self.evaluate_set(self.train_set)
         test_loss, test_acc = self.evaluate_set(self.test_set)
         norms = self.model.weight_norm()
         per_task = {name: self.evaluate_set(data) for name, data in self.task_sets.items()}
+        collapse = (self.softmax_collapse(self.train_set).cpu().tolist()
+                    if self.settings.training.softmax_collapse else None)
         val = None
         if self.val_set is not None:
             val_loss, val_acc = self.evaluate_set(self.val_set)
@@ -305,6 +326,8 @@ class Trainer:
                        test_loss=tel, test_acc=tea, weight_norm=wn)
             if val is not None:
                 row["val_loss"], row["val_acc"] = val[0][k], val[1][k]
+            if collapse is not None:
+                row["train_sc"] = collapse[k]
             for name, (losses, accs) in task_values.items():
                 row[f"test_loss@{name}"], row[f"test_acc@{name}"] = losses[k], accs[k]
                 if self.task_steps[k][name] is None and accs[k] >= threshold:

@@ -81,6 +81,9 @@ class TrainingConfig(_Strict):
     generalization_threshold: float = Field(0.99, gt=0, le=1)
     early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals)")
     patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
+    softmax_collapse: bool = Field(
+        False, description="log train_sc at every evaluation: the share of training rows whose float32 softmax "
+        "sum over the scored classes is exactly 1 (Prieto et al.'s softmax collapse); one more forward pass")
     checkpoint_every: int = Field(1000, ge=0, description="steps between checkpoints; 0: none")
     snapshot_every: int = Field(0, ge=0, description="steps between weight snapshots of every member "
                                 "(DIR/snapshots/step_NNNNNNN.safetensors, step 0 included); 0: none")

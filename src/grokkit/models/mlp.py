@@ -19,6 +19,12 @@ factorised (GrokTransfer's ``E_T = A B``): parameters ``embed.W_E_A [d_vocab, em
 The model reads a whole sequence and has one output; ``forward(tokens, positions)`` returns that output at every
 requested position, so the engine and the recipes treat it exactly like the transformer.
 
+Two options give Prieto et al.'s MLP (a one-hot input into ``nn.Linear`` layers with biases, PyTorch's default
+initialisation): ``input: one_hot`` fixes ``W_E`` to the identity (a buffer, not trained; ``d_embed`` is then the
+vocabulary size), so ``layers.0.W`` acts on the concatenated one-hot tokens; ``bias: true`` adds ``layers.i.b`` and
+``unembed.b_U``; ``init: torch`` draws every weight and bias with the std of ``nn.Linear``'s default,
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)), i.e. std 1/sqrt(3 fan_in) (Gaussian here, as every grokkit initialisation).
+
 Speed: the first layer is linear in the one-hot tokens, so ``x @ layers.0.W`` is a sum over positions of rows of a
 table ``W_E @ layers.0.W[position block]`` of shape ``[n_ctx, d_vocab, d_mlp]``, computed once per step and summed with
 one ``embedding_bag``; only the hidden layers and the unembedding are per-example matmuls (``torch.bmm`` over
@@ -53,15 +59,33 @@ class MLPShape:
     d_embed: int = 128
     d_mlp: int = 512
     embed_rank: int | None = None
+    one_hot: bool = False
+    bias: bool = False
+    init: str = "he"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 class _Layer(nn.Module):
-    def __init__(self, k: int, d_in: int, d_out: int) -> None:
+    def __init__(self, k: int, d_in: int, d_out: int, bias: bool = False) -> None:
         super().__init__()
         self.W = nn.Parameter(torch.empty(k, d_in, d_out))
+        self.b = nn.Parameter(torch.empty(k, d_out)) if bias else None
+
+
+class _OneHot(nn.Module):
+    """A fixed identity embedding: ``W_E [K, d_vocab, d_vocab]`` is a buffer (rebuilt, not stored)."""
+
+    def __init__(self, k: int, d_vocab: int) -> None:
+        super().__init__()
+        self.register_buffer("W_E", torch.eye(d_vocab).expand(k, d_vocab, d_vocab).clone(), persistent=False)
+
+
+class _UnembedBias(_Unembed):
+    def __init__(self, k: int, d_model: int, d_vocab_out: int) -> None:
+        super().__init__(k, d_model, d_vocab_out)
+        self.b_U = nn.Parameter(torch.empty(k, d_vocab_out))
 
 
 class EnsembleMLP(EnsembleMembers, nn.Module):
@@ -78,22 +102,39 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
         super().__init__()
         if shape.n_layers < 1:
             raise ValueError(f"model.n_layers must be >= 1, got {shape.n_layers}")
+        if shape.one_hot and (shape.embed_rank is not None or shape.d_embed != shape.d_vocab):
+            raise ValueError("a one-hot MLP input has d_embed = d_vocab and no factorised embedding")
         self.shape = shape
         self.seeds = list(seeds)
         k = len(self.seeds)
         s = shape
-        self.embed = (_Embed(k, s.d_vocab, s.d_embed) if s.embed_rank is None
-                      else FactorisedEmbed(k, s.d_vocab, s.embed_rank, s.d_embed))
+        self.embed: nn.Module
+        if s.one_hot:
+            self.embed = _OneHot(k, s.d_vocab)
+        elif s.embed_rank is None:
+            self.embed = _Embed(k, s.d_vocab, s.d_embed)
+        else:
+            self.embed = FactorisedEmbed(k, s.d_vocab, s.embed_rank, s.d_embed)
         widths = [s.n_ctx * s.d_embed] + [s.d_mlp] * (s.n_layers - 1)
-        self.layers = nn.ModuleList(_Layer(k, widths[i], widths[i + 1]) for i in range(s.n_layers - 1))
-        self.unembed = _Unembed(k, widths[-1], s.d_vocab_out)
+        self.layers = nn.ModuleList(_Layer(k, widths[i], widths[i + 1], s.bias) for i in range(s.n_layers - 1))
+        self.unembed = (_UnembedBias if s.bias else _Unembed)(k, widths[-1], s.d_vocab_out)
         self.reset_parameters()
 
     def plain_embed_std(self) -> float:
         """The std of a plain ``W_E``'s entries at initialisation."""
         return 1.0
 
+    def _fan_in(self, name: str) -> int:
+        """The input width of the layer a weight or bias belongs to."""
+        if name.startswith("unembed."):
+            return self.unembed.W_U.shape[1]
+        return self.layers[int(name.split(".")[1])].W.shape[1]
+
     def _init_std(self, name: str, p: torch.Tensor) -> float:
+        if self.shape.init == "torch" and not name.startswith("embed."):
+            return 1.0 / math.sqrt(3.0 * self._fan_in(name))
+        if name.endswith(".b") or name == "unembed.b_U":
+            return 0.0
         if name == "embed.W_E" or name == "embed.W_E_A":
             return 1.0
         if name == "embed.W_E_B":
@@ -108,14 +149,23 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
         table."""
         k, n, t = tokens.shape
         s = self.shape
-        w_in = self.layers[0].W if len(self.layers) else self.unembed.W_U
+        first = self.layers[0] if len(self.layers) else self.unembed
+        w_in = first.W if len(self.layers) else self.unembed.W_U
         d_out = w_in.shape[-1]
-        # table[k, t, v] = W_E[k, v] @ W_in[k, t*d:(t+1)*d]
-        table = torch.matmul(self.embed.W_E.unsqueeze(1), w_in.view(k, t, s.d_embed, d_out))  # K T V o
+        if s.one_hot:  # W_E is the identity: the table is layers.0.W itself
+            table = w_in.reshape(k, t, s.d_vocab, d_out)
+        else:  # table[k, t, v] = W_E[k, v] @ W_in[k, t*d:(t+1)*d]
+            table = torch.matmul(self.embed.W_E.unsqueeze(1), w_in.view(k, t, s.d_embed, d_out))  # K T V o
         index = ((torch.arange(k, device=tokens.device).view(k, 1, 1) * t
                   + torch.arange(t, device=tokens.device).view(1, 1, t)) * s.d_vocab + tokens)
         out = F.embedding_bag(index.view(k * n, t), table.reshape(k * t * s.d_vocab, d_out), mode="sum")
-        return out.view(k, n, d_out)
+        out = out.view(k, n, d_out)
+        bias = first.b if len(self.layers) else getattr(self.unembed, "b_U", None)
+        return out if bias is None else out + bias.unsqueeze(1)
+
+    @staticmethod
+    def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return torch.bmm(x, w) if b is None else torch.baddbmm(b.unsqueeze(1), x, w)
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [K, N, n_ctx]`` -> logits ``[K, N, d_vocab_out]``."""
@@ -123,8 +173,8 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
         if not len(self.layers):
             return x
         for layer in self.layers[1:]:
-            x = torch.bmm(torch.relu(x), layer.W)
-        return torch.bmm(torch.relu(x), self.unembed.W_U)
+            x = self._linear(torch.relu(x), layer.W, layer.b)
+        return self._linear(torch.relu(x), self.unembed.W_U, getattr(self.unembed, "b_U", None))
 
     def forward(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """The interface the engine uses: ``[K, N, len(positions), d_vocab_out]``, the one output at every position."""
@@ -140,9 +190,12 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
         x = self.embed.W_E[members, tokens].reshape(k, n, t * self.shape.d_embed)
         cache["hook_embed"] = x
         for i, layer in enumerate(self.layers):
-            x = torch.relu(torch.einsum("kni,kio->kno", x, layer.W))
+            x = torch.einsum("kni,kio->kno", x, layer.W)
+            x = torch.relu(x if layer.b is None else x + layer.b.unsqueeze(1))
             cache[f"layers.{i}.hook_post"] = x
-        return torch.einsum("kni,kio->kno", x, self.unembed.W_U), cache
+        out = torch.einsum("kni,kio->kno", x, self.unembed.W_U)
+        b_u = getattr(self.unembed, "b_U", None)
+        return (out if b_u is None else out + b_u.unsqueeze(1)), cache
 
 
 @MODELS.register("mlp")
@@ -155,7 +208,13 @@ class MLPConfig(ModelSpec):
 
     kind: Literal["mlp"]
     n_layers: int = Field(2, ge=1)
-    d_embed: int = Field(128, ge=1, description="embedding width per token")
+    d_embed: int = Field(128, ge=1, description="embedding width per token (ignored with input: one_hot)")
+    input: Literal["embed", "one_hot"] = Field(
+        "embed", description="embed: a learned W_E; one_hot: W_E fixed to the identity (Prieto et al.'s MLP)")
+    bias: bool = Field(False, description="biases on every layer (layers.i.b, unembed.b_U)")
+    init: Literal["he", "torch"] = Field(
+        "he", description="he: the stds of EnsembleMLP's docstring, biases 0; torch: nn.Linear's default std "
+        "1/sqrt(3 fan_in) for weights and biases")
 
     @model_validator(mode="before")
     @classmethod
@@ -171,5 +230,8 @@ class MLPConfig(ModelSpec):
         return self.d_embed
 
     def shape(self, d_vocab: int, d_vocab_out: int, n_ctx: int, embed_rank: int | None) -> MLPShape:
+        if self.input == "one_hot" and embed_rank is not None:
+            raise ValueError("model.input=one_hot has no embedding to transfer (embedding_init / recipe transfer)")
         return MLPShape(d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx, n_layers=self.n_layers,
-                        d_embed=self.d_embed, d_mlp=self.d_mlp, embed_rank=embed_rank)
+                        d_embed=d_vocab if self.input == "one_hot" else self.d_embed, d_mlp=self.d_mlp,
+                        embed_rank=embed_rank, one_hot=self.input == "one_hot", bias=self.bias, init=self.init)

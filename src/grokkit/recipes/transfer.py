@@ -78,6 +78,35 @@ def _base(cfg: RunConfig) -> dict[str, Any]:
     return data
 
 
+def weak_members(cfg: RunConfig) -> tuple[list[dict[str, Any]], list[list[int]]] | None:
+    """The weak stage's members when the run lists members or trains several candidates: the distinct weak models
+    (target members whose weak settings agree, e.g. two packed arms with the same seeds, share one), and for each
+    target member the indices of its ``weak_candidates`` among them. None: weak member k is target member k."""
+    t = cfg.transfer
+    assert t is not None
+    if cfg.members is None and t.weak_candidates == 1:
+        return None
+    # a member's own distillation settings and init scale belong to the target (the weak model has its own
+    # transfer.weak_model.init_scale); so do its lr / weight decay when the weak model has an optimiser of its own (a
+    # sweep writes every packed member's lr, weight decay and init scale out explicitly)
+    own = ("alpha", "temperature", "init_scale") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
+    unique: list[dict[str, Any]] = []
+    groups: list[list[int]] = []
+    for m in cfg.member_list():
+        base = {k: v for k, v in m.model_dump(mode="json").items() if k not in own and v is not None}
+        group = []
+        for j in range(t.weak_candidates):
+            # candidate 0 is the member itself; candidate j > 0 starts from seed + j * CANDIDATE_SEED_STRIDE on the
+            # member's own split
+            cand = base if j == 0 else dict(base, seed=base["seed"] + j * CANDIDATE_SEED_STRIDE,
+                                            split_seed=base.get("split_seed", base["seed"]))
+            if cand not in unique:
+                unique.append(cand)
+            group.append(unique.index(cand))
+        groups.append(group)
+    return unique, groups
+
+
 def weak_config(cfg: RunConfig) -> RunConfig:
     """Stage 1: the weak model, early-stopped at ``weak_threshold`` test accuracy."""
     from grokkit.config import parse_config
@@ -86,18 +115,9 @@ def weak_config(cfg: RunConfig) -> RunConfig:
     assert t is not None
     data = _base(cfg)
     data["name"] = f"{cfg.name}/weak"
-    # a member's own distillation settings and init scale belong to the target (the weak model has its own
-    # transfer.weak_model.init_scale); so do its lr / weight decay when the weak model has an optimiser of its own (a
-    # sweep writes every packed member's lr, weight decay and init scale out explicitly)
-    own = ("alpha", "temperature", "init_scale") + (("lr", "weight_decay") if t.weak_optimizer is not None else ())
-    if data.get("members") or t.weak_candidates > 1:
-        members = [{k: v for k, v in m.model_dump(mode="json").items() if k not in own and v is not None}
-                   for m in cfg.member_list()]
-        # candidate 0 is the member itself; candidate j > 0 starts from seed + j * CANDIDATE_SEED_STRIDE on the
-        # member's own split
-        data["members"] = [m if j == 0 else dict(m, seed=m["seed"] + j * CANDIDATE_SEED_STRIDE,
-                                                 split_seed=m.get("split_seed", m["seed"]))
-                           for m in members for j in range(t.weak_candidates)]
+    listed = weak_members(cfg)
+    if listed is not None:
+        data["members"] = listed[0]
         data["seeds"] = None
     data["model"] = t.weak_model.model_dump(mode="json")
     if t.weak_optimizer is not None:
@@ -110,13 +130,13 @@ def weak_config(cfg: RunConfig) -> RunConfig:
 def select_candidates(cfg: RunConfig, weak: dict[str, Any]) -> list[int] | None:
     """The weak member whose ``W_E`` seeds each target member: of a member's ``weak_candidates`` weak models the one
     with the highest final training accuracy (ties: the lower index). Training accuracy, not test: the choice uses
-    no held-out data. None when there is one candidate per member (member k seeds member k)."""
-    n = cfg.transfer.weak_candidates  # type: ignore[union-attr]
-    if n == 1:
+    no held-out data. None when weak member k seeds target member k."""
+    listed = weak_members(cfg)
+    if listed is None:
         return None
     accs = [m["final_train_acc"] for m in weak["members"]]
-    groups = [list(range(i * n, (i + 1) * n)) for i in range(len(accs) // n)]
-    return [max(group, key=lambda j: (accs[j], -j)) for group in groups]
+    chosen = [max(group, key=lambda j: (accs[j], -j)) for group in listed[1]]
+    return None if chosen == list(range(len(weak["members"]))) else chosen
 
 
 def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None) -> RunConfig:
@@ -181,15 +201,18 @@ def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> d
     target_rows = frames[1]
     if len(target_rows):
         rundir.write_curves(target_rows, f"{cfg.name}: {target['task']}, GrokTransfer target")
-    summary = transfer_summary(cfg, weak, target, select_candidates(cfg, weak))
+    listed = weak_members(cfg)
+    summary = transfer_summary(cfg, weak, target, select_candidates(cfg, weak),
+                               None if listed is None else listed[1])
     rundir.write_summary(summary)
     return summary
 
 
 def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any],
-                     chosen: list[int] | None = None) -> dict[str, Any]:
+                     chosen: list[int] | None = None, groups: list[list[int]] | None = None) -> dict[str, Any]:
+    """``chosen[k]``: the weak member that seeded target member k (None: member k); ``groups[k]``: target member
+    k's weak candidates (None: member k alone)."""
     members = []
-    n = len(weak["members"]) // len(target["members"])
     for i, t in enumerate(target["members"]):
         j = chosen[i] if chosen is not None else i
         w = weak["members"][j]
@@ -197,7 +220,8 @@ def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any
         members.append({
             **t,
             "weak_seed": w["seed"],
-            "weak_candidate_test_accs": [m["final_test_acc"] for m in weak["members"][i * n:(i + 1) * n]],
+            "weak_candidate_test_accs": [weak["members"][c]["final_test_acc"]
+                                         for c in (groups[i] if groups else [i])],
             "weak_steps": weak["steps"],
             "weak_steps_to_threshold": w["steps_to_generalize"],
             "weak_final_test_acc": w["final_test_acc"],
@@ -229,6 +253,8 @@ def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any
 def _check(cfg: RunConfig) -> None:
     t = cfg.transfer
     assert t is not None
+    if getattr(cfg.model, "input", "embed") == "one_hot":
+        raise ValueError("model.input=one_hot has a fixed embedding: GrokTransfer has nothing to transfer into")
     if t.target_recipe == "distill" and cfg.distill is None:
         raise ValueError("transfer.target_recipe=distill needs a `distill:` section with at least `teacher:`")
     if t.target_recipe != "distill" and cfg.distill is not None:
