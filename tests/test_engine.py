@@ -145,3 +145,26 @@ def test_softmax_collapse_is_logged_and_counts_rows_whose_float32_sum_is_exactly
     off = parse_config(tiny_config(training__steps=10, training__eval_every=10))
     run(off, tmp_path / "off", progress=False, log=lambda _: None)
     assert "train_sc" not in pd.read_csv(tmp_path / "off" / "metrics.csv")
+
+
+def test_with_a_validation_split_early_stop_reads_validation_not_test(tmp_path, monkeypatch):
+    """A run with a validation split stops when validation accuracy has reached the threshold, whatever the test
+    split says: with the test labels shuffled (test accuracy at chance) it still stops early, at the same step."""
+    from grokkit.tasks import ModularTask
+    from grokkit.tasks.base import Split
+
+    cfg = tiny_config(seeds=[1], task__modulus=31, task__train_fraction=0.5, task__val_fraction=0.2,
+                      optimizer__lr=0.01, model={"d_model": 64, "n_heads": 4, "d_head": 16, "d_mlp": 256},
+                      training__steps=3000, training__eval_every=25, training__early_stop=True)
+    metrics, summary = _curves(cfg, tmp_path, "clean")
+    assert summary["steps"] < 3000 and metrics.step.max() == metrics[metrics.val_acc >= 0.99].step.min()
+    original = ModularTask.split
+
+    def corrupted(self, vocab, train_fraction, seed, val_fraction=0.0):
+        s = original(self, vocab, train_fraction, seed, val_fraction)
+        bad = s.test.labels[torch.randperm(len(s.test.labels), generator=torch.Generator().manual_seed(0))]
+        return Split(s.train, type(s.test)(s.test.tokens, bad, s.test.answer_range), s.val)
+
+    monkeypatch.setattr(ModularTask, "split", corrupted)
+    dirty, dirty_summary = _curves(cfg, tmp_path, "dirty")
+    assert dirty.test_acc.max() < 0.5 and dirty_summary["steps"] == summary["steps"]

@@ -430,6 +430,12 @@ class Trainer:
         return bool(tc.snapshot_every and step % tc.snapshot_every == 0) or step in tc.snapshot_steps
 
     def _all_generalized(self) -> bool:
+        """Has every active member reached the threshold? On validation accuracy when the run has a validation split
+        (so an early stop, e.g. GrokTransfer's weak stage inside a tune, never reads the test split), else on test."""
+        if self.val_set is not None:
+            threshold = self.settings.training.generalization_threshold
+            reached = {r["member"] for r in self.rows if r.get("val_acc", -1.0) >= threshold}
+            return all(k in reached for k, a in enumerate(self.active.tolist()) if a)
         return all(s is not None for s, a in zip(self.steps_to_generalize, self.active.tolist()) if a)
 
     def _result(self, wall: float) -> TrainResult:

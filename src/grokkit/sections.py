@@ -79,7 +79,8 @@ class TrainingConfig(_Strict):
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
     eval_every: int = Field(100, ge=1)
     generalization_threshold: float = Field(0.99, gt=0, le=1)
-    early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals)")
+    early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals): "
+                             "reached the threshold on validation accuracy with a validation split, else on test")
     patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
     softmax_collapse: bool = Field(
         False, description="log train_sc at every evaluation: the share of training rows whose float32 softmax "

@@ -311,12 +311,15 @@ def _final_arm(spec: TuneSpec, root: Path, arm: Arm, out: Path, refs: dict[str, 
                      "steps_to_generalize_lasting": m.get("steps_to_generalize_lasting"),
                      "steps_to_generalize": m.get("steps_to_generalize"),
                      "final_test_acc": m.get("final_test_acc"), "final_train_acc": m.get("final_train_acc"),
-                     "failed": m.get("failed", False), "wall_seconds": s.get("wall_seconds")})
+                     "failed": m.get("failed", False), "wall_seconds": s.get("wall_seconds"),
+                     # a staged method's steps before the tuned model's (GrokTransfer's weak model); 0 for the others
+                     "weak_steps": m.get("weak_steps", 0)})
     return pd.DataFrame(rows)
 
 
 def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per arm: the chosen settings, seeds that generalised for good, median lasting step, final test accuracy."""
+    """Per arm: the chosen settings, seeds that generalised for good, median lasting step, the median steps of a
+    weak stage trained before it (GrokTransfer; 0 otherwise), final test accuracy."""
     rows = []
     for arm, g in final.groupby("arm", sort=False):
         lasting = pd.to_numeric(g.steps_to_generalize_lasting, errors="coerce")
@@ -326,6 +329,7 @@ def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.
             "chosen": ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in chosen[str(arm)].items()) or "(none)",
             "generalised (lasting)": f"{int(lasting.notna().sum())}/{len(g)}",
             "median lasting step": int(lasting.median()) if lasting.notna().any() else None,
+            "weak-stage steps": int(pd.to_numeric(g.weak_steps).median()) if "weak_steps" in g else 0,
             "final test acc (mean ± sd)": f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.3f}",
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
         })
