@@ -139,3 +139,15 @@ def test_make_figure_needs_finished_trials(tmp_path):
     spec, _ = load_figure("fig3")
     with pytest.raises(ReproError, match="no finished trial"):
         make_figure(spec, tmp_path)
+
+
+def test_figure_summaries_report_lasting_reach_next_to_the_first_crossing():
+    """A seed that crosses the level and falls back counts for ``first_reach`` but not for ``lasting_reach``."""
+    import pandas as pd
+
+    from grokkit.repro import first_reach, lasting_reach
+
+    per_seed = pd.DataFrame({"seed": [0] * 5 + [1] * 5, "x": list(range(0, 500, 100)) * 2,
+                             "y": [0.1, 0.995, 0.7, 0.999, 1.0] + [0.1, 0.995, 0.999, 0.98, 0.5]})
+    assert first_reach(per_seed, 0.99) == [100.0, 100.0]
+    assert lasting_reach(per_seed, 0.99) == [300.0, None]

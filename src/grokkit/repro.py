@@ -209,6 +209,19 @@ def first_reach(per_seed: pd.DataFrame, level: float) -> list[float | None]:
     return out
 
 
+def lasting_reach(per_seed: pd.DataFrame, level: float) -> list[float | None]:
+    """Per seed: the first x from which the curve stays >= ``level`` to its end (:func:`grokkit.engine.lasting_step`;
+    None if its last value is below)."""
+    from grokkit.engine import lasting_step
+
+    out: list[float | None] = []
+    for _, df in per_seed.groupby("seed"):
+        df = df.sort_values("x")
+        hit = lasting_step(df.x.tolist(), df.y.tolist(), level)
+        out.append(None if hit is None else float(hit))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------- making
 def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
     """Draw a figure from sweeps already run into ``out/<sweep key>``; writes PNG, CSV and summary."""
@@ -236,12 +249,17 @@ def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
             metric = curve.y or panel.y
             reach = first_reach(per_seed, spec.reach) if "acc" in metric else []  # a level only accuracy has
             hit = [r for r in reach if r is not None]
+            lasting = lasting_reach(per_seed, spec.reach) if "acc" in metric else []
+            held = [r for r in lasting if r is not None]
             summary_rows.append({
                 "panel": panel.title, "curve": curve.label, "metric": metric,
                 "n_seeds": int(last.size), "final_mean": float(last.mean()), "final_min": float(last.min()),
                 "final_max": float(last.max()), f"seeds_reaching_{spec.reach:g}": len(hit),
                 f"median_{panel.x}_to_{spec.reach:g}": float(np.median(hit)) if hit else None,
                 f"{panel.x}_to_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in reach),
+                f"seeds_lasting_{spec.reach:g}": len(held),
+                f"median_{panel.x}_lasting_{spec.reach:g}": float(np.median(held)) if held else None,
+                f"{panel.x}_lasting_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in lasting),
                 "peak_of_mean": float(agg["mean"].max()), f"{panel.x}_of_peak": float(agg.x[agg["mean"].idxmax()]),
             })
         for s in sorted(stage_starts):
