@@ -123,3 +123,18 @@ def test_the_cli_resumes_a_finished_tune_and_prints_its_table(smoke):
     assert "| arm | chosen |" in res.output and all(arm in res.output for arm in result["chosen"])
     bad = CliRunner().invoke(app, ["tune", str(SMOKE.parent / "missing.yaml"), "--out", str(out / "x")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_summary_table_counts_lasting_seeds_and_reports_a_weak_stage():
+    from grokkit.tune import summary_table
+
+    final = pd.DataFrame([
+        {"arm": "scratch", "seed": 100, "steps_to_generalize_lasting": None, "final_test_acc": 0.1, "weak_steps": 0},
+        {"arm": "scratch", "seed": 101, "steps_to_generalize_lasting": 900, "final_test_acc": 0.995, "weak_steps": 0},
+        {"arm": "transfer", "seed": 100, "steps_to_generalize_lasting": 300, "final_test_acc": 1.0, "weak_steps": 800},
+        {"arm": "transfer", "seed": 101, "steps_to_generalize_lasting": 500, "final_test_acc": 1.0, "weak_steps": 1000},
+    ])
+    table = summary_table(final, {"scratch": {"optimizer.lr": 0.01}, "transfer": {}}).set_index("arm")
+    assert table.loc["scratch", "generalised (lasting)"] == "1/2" and table.loc["scratch", "median lasting step"] == 900
+    assert table.loc["transfer", "median lasting step"] == 400 and table.loc["transfer", "weak-stage steps"] == 900
+    assert table.loc["scratch", "weak-stage steps"] == 0 and table.loc["scratch", "chosen"] == "lr=0.01"
