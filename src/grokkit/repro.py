@@ -184,6 +184,8 @@ def curve_table(curve: Curve, panel: Panel, trials: list[tuple[dict[str, Any], P
         if not _matches(coords, curve.where):
             continue
         m = RunDir(d).read_metrics()
+        if panel.x == "global_step" and "global_step" not in m.columns:  # a one-stage run: its steps are global
+            m = m.assign(global_step=m["step"])
         if y not in m.columns or panel.x not in m.columns:
             raise ReproError(f"curve {curve.label!r}: {d}/metrics.csv has no column {y!r} or {panel.x!r} "
                              f"(columns: {', '.join(m.columns)})")
