@@ -138,3 +138,23 @@ def test_summary_table_counts_lasting_seeds_and_reports_a_weak_stage():
     assert table.loc["scratch", "generalised (lasting)"] == "1/2" and table.loc["scratch", "median lasting step"] == 900
     assert table.loc["transfer", "median lasting step"] == 400 and table.loc["transfer", "weak-stage steps"] == 900
     assert table.loc["scratch", "weak-stage steps"] == 0 and table.loc["scratch", "chosen"] == "lr=0.01"
+
+
+def test_arms_appended_to_a_finished_tune_extend_it_and_other_changes_are_refused(smoke, tmp_path):
+    import shutil
+
+    spec, root, out, result = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    changed = spec.model_copy(update={"budget": spec.budget.model_copy(update={"steps": 200})})
+    with pytest.raises(TuneError, match="another spec"):
+        run_tune(changed, root, copy, log=quiet)
+    extra = spec.arms[0].model_copy(update={"name": "scratch_again"})
+    extended = spec.model_copy(update={"arms": [*spec.arms, extra]})
+    logs: list[str] = []
+    again = run_tune(extended, root, copy, log=logs.append)
+    assert any("extending the tune" in line and "scratch_again" in line for line in logs)
+    assert {k: again["chosen"][k] for k in result["chosen"]} == result["chosen"]  # the old arms: nothing re-run
+    assert not any("[scratch] round" in line for line in logs)
+    trace = pd.read_csv(copy / "trace.csv")
+    assert trace.groupby("arm").size().to_dict() == {"scratch": 4, "distill": 4, "scratch_again": 4}

@@ -357,9 +357,16 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
     if out.exists() and any(out.iterdir()) and not (out / "tune.yaml").exists():
         raise TuneError(f"--out {out} is not empty and holds no grokkit tune; choose a new directory")
     saved = out / "tune.yaml"
-    if saved.exists() and parse_tune(yaml.safe_load(saved.read_text()), str(saved)) != spec:
-        raise TuneError(f"--out {out} holds a tune of another spec; choose a new directory (or run the same spec "
-                        "there to resume it)")
+    if saved.exists():
+        before = parse_tune(yaml.safe_load(saved.read_text()), str(saved))
+        # arms appended to an otherwise unchanged spec extend the tune: each arm searches and reports on its own
+        extends = (len(before.arms) < len(spec.arms)
+                   and spec.model_copy(update={"arms": spec.arms[:len(before.arms)]}) == before)
+        if before != spec and not extends:
+            raise TuneError(f"--out {out} holds a tune of another spec; choose a new directory (or run the same "
+                            "spec there to resume it, or append arms to it)")
+        if extends:
+            log(f"extending the tune in {out} with arms {', '.join(a.name for a in spec.arms[len(before.arms):])}")
     for arm in spec.arms:
         _check_arm(spec, root, arm)
     sweep_like = parse_sweep({"name": spec.name, "base": {}, "requires": {
