@@ -20,8 +20,8 @@ import torch
 from torch.func import functional_call
 
 from grokkit.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from grokkit.losses import collapsed_rows, task_loss
 from grokkit.losses import restrict as restrict_classes
-from grokkit.losses import task_loss
 from grokkit.models import EnsembleModel
 from grokkit.optim import EnsembleOptimizer, build_transform
 from grokkit.runtime import tune_allocator
@@ -258,11 +258,15 @@ class Trainer:
             return self.objective.evaluate(self.model, data)
         return self.task_metrics(data)
 
+    def _eval_chunk_rows(self, k: int) -> int:
+        """Rows per member chunk of an evaluation's forward pass (activations stay in cache on CPU)."""
+        return max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
+
     @torch.no_grad()
     def task_metrics(self, data: EnsembleExamples) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member task loss and accuracy at the objective's final position, ``([K], [K])``."""
         k, n = data.labels.shape
-        chunk_rows = max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
+        chunk_rows = self._eval_chunk_rows(k)
         loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.float64, device=self.device)
         restrict = self.settings.loss.restrict_to_answer_range
@@ -287,17 +291,16 @@ class Trainer:
         classes (the answer range when the loss is restricted to it) equals exactly 1: the rows whose loss, and so
         gradient, has underflowed to zero (Prieto et al.'s softmax collapse)."""
         k, n = data.labels.shape
-        chunk_rows = max(1, (CPU_CHUNK_ROWS * 4 if self.device.type == "cpu" else 1 << 20) // max(1, k))
+        chunk_rows = self._eval_chunk_rows(k)
         collapsed = torch.zeros(k, dtype=torch.float64, device=self.device)
         restrict = self.settings.loss.restrict_to_answer_range
         for start in range(0, n, chunk_rows):
             sl = slice(start, start + chunk_rows)
-            logits = self.model(data.tokens[:, sl], [self.objective.final])[:, :, 0].float()
+            logits = self.model(data.tokens[:, sl], [self.objective.final])[:, :, 0]
             logits, mask = restrict_classes(logits, data.answer_range[:, sl] if restrict else None)
             if mask is not None:
                 logits = logits.masked_fill(~mask, float("-inf"))
-            total = torch.exp(logits - logits.max(-1, keepdim=True).values).sum(-1)
-            collapsed += ((total == 1.0).double() * data.weight[:, sl].double()).sum(1)
+            collapsed += (collapsed_rows(logits).double() * data.weight[:, sl].double()).sum(1)
         return collapsed / data.weight.double().sum(1)
 
     def evaluate(self) -> None:

@@ -55,6 +55,14 @@ def restrict(logits: torch.Tensor, answer_range: int | torch.Tensor | None) -> t
     return logits, class_mask(answer_range, logits.shape[-1])
 
 
+def collapsed_rows(logits: torch.Tensor) -> torch.Tensor:
+    """Per row of ``logits [..., C]`` (masked classes at -inf): does its float32 ``sum_c exp(z_c - max z)`` equal
+    exactly 1, i.e. has the softmax loss of that row, and so its gradient, underflowed to zero (Prieto et al.'s
+    softmax collapse)? Bool ``[...]``."""
+    z = logits.float()
+    return torch.exp(z - z.max(dim=-1, keepdim=True).values).sum(-1) == 1.0
+
+
 def task_log_probs(
     logits: torch.Tensor, kind: str, answer_range: int | torch.Tensor | None = None,
     dtype: torch.dtype = torch.float64,

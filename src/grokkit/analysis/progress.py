@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from grokkit.losses import collapsed_rows
 from grokkit.models import EnsembleTransformer
 
 #: operations whose answer depends on (a, b) through one residue s(a, b); the Fourier analysis applies to these
@@ -175,9 +176,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def softmax_collapse_fraction(logits: torch.Tensor) -> float:
     """Fraction of rows of ``logits [n, C]`` whose float32 ``sum_c exp(z_c - max z)`` equals exactly 1."""
-    z = logits.float()
-    total = torch.exp(z - z.max(dim=-1, keepdim=True).values).sum(-1)
-    return float((total == 1.0).double().mean())
+    return float(collapsed_rows(logits).double().mean())
 
 
 # ------------------------------------------------------------------------------------------------ weight norms
