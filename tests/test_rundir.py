@@ -43,6 +43,14 @@ def test_file_names_and_state(tmp_path):
     assert d.state(cfg) == "done" and d.read_summary() == {"steps": 3}
     with pytest.raises(RunError, match="different config"):
         d.state(parse_config(tiny_config(name="other")))
+    # how a run executes is not what it computes: another thread count or progress bar resumes the same run
+    runtime = tiny_config()
+    runtime["training"] = {**runtime.get("training", {}), "threads": 1, "progress": True}
+    assert d.state(parse_config(runtime)) == "done"
+    changed = tiny_config()
+    changed["training"] = {**changed.get("training", {}), "eval_every": 7}
+    with pytest.raises(RunError, match="different config"):
+        d.state(parse_config(changed))
     d.config_path.write_text("recipe: [")
     with pytest.raises(RunError, match="unreadable config.yaml"):
         RunDir(d.path).state(cfg)

@@ -210,9 +210,30 @@ class _RunConfigBase(Strict):
         default = _get_dotted(self, MEMBER_SETTINGS[name].default)
         return [getattr(m, name) if getattr(m, name) is not None else default for m in self.member_list()]
 
+    def same_run(self, other: _RunConfigBase) -> bool:
+        """Whether ``other`` describes the same training run: equal configs up to the settings that change how a
+        run is executed but not what it computes (:data:`RUNTIME_SETTINGS`: CPU threads, the progress bar, the extra
+        metric streams), so a run may resume with another thread count."""
+        return _without_runtime(self) == _without_runtime(other)
+
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         return yaml.safe_dump(data, sort_keys=False)
+
+
+#: Settings that change how a run executes, not what it computes: a run resumes when only these differ.
+RUNTIME_SETTINGS: tuple[str, ...] = ("training.threads", "training.progress", "logging")
+
+
+def _without_runtime(cfg: _RunConfigBase) -> dict[str, Any]:
+    data = cfg.model_dump()
+    for dotted in RUNTIME_SETTINGS:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node.pop(leaf, None)
+    return data
 
 
 #: The run config: the shared fields above plus one optional field per section a recipe registered.

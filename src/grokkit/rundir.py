@@ -170,7 +170,7 @@ class RunDir:
             previous = self.read_config()
         except ConfigError as err:
             raise RunError(f"--out {out} holds an unreadable config.yaml ({err}); choose a new directory") from None
-        if previous != cfg:
+        if not previous.same_run(cfg):
             raise RunError(f"--out {out} holds a run with a different config; choose a new directory "
                            "(or run the same config there to resume it)")
         if self.summary_path.exists():
