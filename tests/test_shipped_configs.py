@@ -57,3 +57,21 @@ def test_shipped_config_validates(path: Path):
             _check_arm(spec, root, arm)
     else:
         load_figure(path)
+
+
+def test_the_tuned_30k_headline_runs_the_settings_its_tune_chose():
+    """configs/paper/long/headline_30k_tuned.yaml copies each arm's choice from the committed tune; they must agree."""
+    import json
+
+    chosen = json.loads((Path(__file__).parents[1] / "docs" / "tune_headline" / "chosen.json").read_text())
+    spec, root = load_sweep(CONFIGS / "paper" / "long" / "headline_30k_tuned.yaml")
+    trials = expand(spec, root)
+    for arm, settings in chosen.items():
+        arm_trials = [t for t in trials if t.coords["case"] == f"{arm}_tuned"]
+        assert len(arm_trials) == 3
+        for t in arm_trials:
+            for dotted, value in settings.items():
+                node = t.config
+                for part in dotted.split("."):
+                    node = getattr(node, part)
+                assert node == value, (arm, dotted)
