@@ -133,28 +133,37 @@ def fused_linear_available() -> bool:
     try:
         x = torch.ones(1, 1)
         out = torch.ops.mkldnn._linear_pointwise(x, x * 2, x.view(1) * -3, "relu", [], "")
-        return bool(out.item() == 0.0)  # relu(1 * 2 - 3) = 0: the op exists and fuses what it says
+        plain = torch.ops.mkldnn._linear_pointwise(x, x * 2, None, "none", [], "")  # and without bias or ReLU
+        return bool(out.item() == 0.0 and plain.item() == 2.0)  # relu(1 * 2 - 3) = 0: it fuses what it says
     except (AttributeError, RuntimeError, TypeError):  # a build without oneDNN, or a changed private signature
         return False
 
 
 class _ReluMLP(torch.autograd.Function):
     """One member's ``relu(x @ w_in + b_in) @ w_out + b_out`` with oneDNN's fused bias + ReLU in the forward pass and
-    the ReLU's mask applied in place in the backward pass."""
+    the ReLU's mask applied in place in the backward pass. The products of the form ``rows @ weight`` (both layers'
+    forward, both activation gradients) run as oneDNN linears: 10-25% faster than MKL's sgemm for these shapes on
+    AVX-512 CPUs (``benchmarks/profile_step.py``); the weight gradients (a long reduction over rows) stay with MKL."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
                 b_out: torch.Tensor) -> torch.Tensor:
-        hidden = torch.ops.mkldnn._linear_pointwise(x, w_in.t(), b_in, "relu", [], "")
+        hidden = _linear(x, w_in.t(), b_in, "relu")
         ctx.save_for_backward(x, w_in, w_out, hidden)
-        return torch.addmm(b_out, hidden, w_out)
+        return _linear(hidden, w_out.t(), b_out, "none")
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x, w_in, w_out, hidden = ctx.saved_tensors
-        grad_hidden = grad @ w_out.t()
+        grad_hidden = _linear(grad, w_out, None, "none")  # grad @ w_out.t()
         grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_hidden, hidden, 0, grad_input=grad_hidden)
-        return (grad_pre @ w_in.t(), x.t() @ grad_pre, grad_pre.sum(0), hidden.t() @ grad, grad.sum(0))
+        return (_linear(grad_pre, w_in, None, "none"), x.t() @ grad_pre, grad_pre.sum(0), hidden.t() @ grad,
+                grad.sum(0))
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str) -> torch.Tensor:
+    """``x @ weight.t() (+ bias)``, then ``attr`` ("relu" or "none"), as one oneDNN call."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], "")
 
 
 def relu_mlp(x: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor,
