@@ -158,3 +158,30 @@ def test_arms_appended_to_a_finished_tune_extend_it_and_other_changes_are_refuse
     assert not any("[scratch] round" in line for line in logs)
     trace = pd.read_csv(copy / "trace.csv")
     assert trace.groupby("arm").size().to_dict() == {"scratch": 4, "distill": 4, "scratch_again": 4}
+
+
+def test_final_seeds_appended_to_a_finished_tune_add_runs_and_keep_the_rest(smoke, tmp_path):
+    import shutil
+
+    spec, root, out, result = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    # (the scratch arm's: the distilled arm's configs name the teacher by its path, which the copy moved)
+    kept = {p: p.stat().st_mtime_ns for p in (copy / "arms" / "scratch").rglob("summary.json")}
+    assert len(kept) == 4 + 3
+    extended = spec.model_copy(update={"final": spec.final.model_copy(update={"seeds": [*spec.final.seeds, 103]})})
+    logs: list[str] = []
+    again = run_tune(extended, root, copy, log=logs.append)
+    assert any("extending the tune" in line and "final seeds [103]" in line for line in logs), logs
+    assert again["chosen"] == result["chosen"] and not any("round" in line for line in logs)
+    rewritten = [str(p) for p, t in kept.items() if p.stat().st_mtime_ns != t]
+    assert not rewritten  # nothing that ran is run or rewritten again
+    final = pd.read_csv(copy / "final.csv")
+    assert final.groupby("arm").seed.apply(sorted).to_dict() == {"distill": [100, 101, 102, 103],
+                                                                 "scratch": [100, 101, 102, 103]}
+    old = pd.read_csv(out / "final.csv")
+    pd.testing.assert_frame_equal(final[final.seed < 103].drop(columns="wall_seconds").reset_index(drop=True),
+                                  old.drop(columns="wall_seconds").reset_index(drop=True))
+    reordered = spec.model_copy(update={"final": spec.final.model_copy(update={"seeds": [103, 100, 101, 102]})})
+    with pytest.raises(TuneError, match="another spec"):
+        run_tune(reordered, root, copy, log=quiet)

@@ -359,14 +359,12 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
     saved = out / "tune.yaml"
     if saved.exists():
         before = parse_tune(yaml.safe_load(saved.read_text()), str(saved))
-        # arms appended to an otherwise unchanged spec extend the tune: each arm searches and reports on its own
-        extends = (len(before.arms) < len(spec.arms)
-                   and spec.model_copy(update={"arms": spec.arms[:len(before.arms)]}) == before)
-        if before != spec and not extends:
+        added = _extension(before, spec)
+        if added is None:
             raise TuneError(f"--out {out} holds a tune of another spec; choose a new directory (or run the same "
-                            "spec there to resume it, or append arms to it)")
-        if extends:
-            log(f"extending the tune in {out} with arms {', '.join(a.name for a in spec.arms[len(before.arms):])}")
+                            "spec there to resume it, or append arms or final seeds to it)")
+        if added:
+            log(f"extending the tune in {out} with {added}")
     for arm in spec.arms:
         _check_arm(spec, root, arm)
     sweep_like = parse_sweep({"name": spec.name, "base": {}, "requires": {
@@ -406,6 +404,25 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
         return {"chosen": chosen, "table": table.to_dict("records"), "final": final_all.to_dict("records")}
     finally:
         lock.release()
+
+
+def _extension(before: TuneSpec, spec: TuneSpec) -> str | None:
+    """What ``spec`` adds to the tune ``before`` ("" if nothing; None if it changes it otherwise). Arms appended to the
+    list search and report on their own, and final seeds appended to ``final.seeds`` add runs of each arm's chosen
+    setting: neither changes what the tune already ran or chose."""
+    n_arms, seeds = len(before.arms), before.final.seeds
+    if len(spec.arms) < n_arms or spec.final.seeds[:len(seeds)] != seeds:
+        return None
+    trimmed = spec.model_copy(update={"arms": spec.arms[:n_arms],
+                                      "final": spec.final.model_copy(update={"seeds": seeds})})
+    if trimmed != before:
+        return None
+    added = []
+    if len(spec.arms) > n_arms:
+        added.append(f"arms {', '.join(a.name for a in spec.arms[n_arms:])}")
+    if len(spec.final.seeds) > len(seeds):
+        added.append(f"final seeds {spec.final.seeds[len(seeds):]}")
+    return " and ".join(added)
 
 
 def _plain(v: Any) -> Any:
