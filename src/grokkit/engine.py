@@ -414,7 +414,8 @@ class Trainer:
                     progress(self)
                 if tc.early_stop and self._all_generalized():
                     self.evals_since_all_generalized += 1
-                    if self.evals_since_all_generalized > tc.patience:
+                    # never stop on a dip: every member must be at the threshold at the stopping evaluation too
+                    if self.evals_since_all_generalized > tc.patience and self._all_at_threshold_now():
                         self.log(f"every member generalised; early stop at step {self.step}")
                         break
             if self.step >= tc.steps or not any_active:
@@ -440,6 +441,14 @@ class Trainer:
             reached = {r["member"] for r in self.rows if r.get("val_acc", -1.0) >= threshold}
             return all(k in reached for k, a in enumerate(self.active.tolist()) if a)
         return all(s is not None for s, a in zip(self.steps_to_generalize, self.active.tolist()) if a)
+
+    def _all_at_threshold_now(self) -> bool:
+        """Is every active member at or above the threshold at the latest evaluation (validation accuracy with a
+        validation split, else test)?"""
+        threshold = self.settings.training.generalization_threshold
+        column = "val_acc" if self.val_set is not None else "test_acc"
+        now = {r["member"]: r.get(column, -1.0) for r in self.rows if r["step"] == self.step}
+        return all(now.get(k, -1.0) >= threshold for k, a in enumerate(self.active.tolist()) if a)
 
     def _result(self, wall: float) -> TrainResult:
         members = []
