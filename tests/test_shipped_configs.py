@@ -10,7 +10,7 @@ import yaml
 
 import grokkit
 from grokkit.compare import load_compare
-from grokkit.config import load_config
+from grokkit.config import _get_dotted, load_config
 from grokkit.repro import load_figure
 from grokkit.sweep.spec import expand, load_sweep
 
@@ -71,7 +71,4 @@ def test_the_tuned_30k_headline_runs_the_settings_its_tune_chose():
         assert len(arm_trials) == 3
         for t in arm_trials:
             for dotted, value in settings.items():
-                node = t.config
-                for part in dotted.split("."):
-                    node = getattr(node, part)
-                assert node == value, (arm, dotted)
+                assert _get_dotted(t.config, dotted) == value, (arm, dotted)

@@ -447,7 +447,7 @@ class Trainer:
         validation split, else test)?"""
         threshold = self.settings.training.generalization_threshold
         column = "val_acc" if self.val_set is not None else "test_acc"
-        now = {r["member"]: r.get(column, -1.0) for r in self.rows if r["step"] == self.step}
+        now = {r["member"]: r.get(column, -1.0) for r in self.rows[-len(self.seeds):] if r["step"] == self.step}
         return all(now.get(k, -1.0) >= threshold for k, a in enumerate(self.active.tolist()) if a)
 
     def _result(self, wall: float) -> TrainResult:
