@@ -6,9 +6,12 @@ baseline pays no process start-up: the ratio is a lower bound on what packing sa
 candidate). The spec is ``configs/tune/smoke.yaml`` unless ``--spec`` names another; its required runs
 (a teacher) are trained once, before the rounds, and copied into every tune directory, so only the search and the
 final runs are timed. Rounds alternate packed / unpacked; the chosen settings and final accuracies must agree
-between the two (packing changes no result).
+between the two (packing changes no result). ``--steps N`` shortens every candidate and final run to N steps (a
+spec too long to time twice side by side, such as the method table's, at reduced length; the JSON records it).
 
     python benchmarks/bench_tune.py --rounds 2 --json docs/bench_tune.json
+    python benchmarks/bench_tune.py --spec configs/tune/methods.yaml --steps 400 --rounds 2 \
+        --json docs/bench_tune_methods.json
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     ap.add_argument("--spec", type=Path, default=ROOT / "configs" / "tune" / "smoke.yaml")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--steps", type=int, help="every candidate's and final run's steps (default: the spec's)")
     args = ap.parse_args()
 
     import torch
@@ -37,6 +41,11 @@ def main() -> None:
     from grokkit.tune import load_tune, run_tune
 
     spec, root = load_tune(args.spec)
+    if args.steps is not None:
+        if args.steps < 1:
+            ap.error("--steps must be at least 1")
+        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"steps": args.steps}),
+                                       "final": spec.final.model_copy(update={"steps": args.steps})})
     work = Path(tempfile.mkdtemp(prefix="bench-tune-"))
     quiet = lambda _msg: None  # noqa: E731
     t0 = time.perf_counter()
@@ -78,6 +87,7 @@ def main() -> None:
         "arms": [a.name for a in spec.arms], "candidates_per_arm": spec.budget.candidates,
         "per_round": spec.budget.per_round or spec.budget.candidates, "search_runs": candidates,
         "final_runs": len(spec.arms) * len(spec.final.seeds), "steps": spec.budget.steps,
+        "steps_cut_from": None if args.steps is None else load_tune(args.spec)[0].budget.steps,
         "required_runs_s": round(required_s, 2), "rounds": rounds,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads":
                     torch.get_num_threads(), "torch": torch.__version__},
