@@ -1,6 +1,9 @@
 """Commit a sweep's evidence under docs/ (its finished trials, also while it runs): per trial (case, seed, steps,
 lasting and first steps to generalise, final accuracies, a weak stage's steps and accuracy, wall-clock) as
 ``trials.csv``, and every trial's curve (``metrics.csv`` rows with the trial's case and seed) as ``curves.csv``.
+A continual sweep (recipe ``continual``) also gets ``continual.csv``, per trial its continual-learning measures (ACC,
+BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached the
+threshold, the accuracy matrix as JSON), and ``continual_summary.csv``, their mean, min and max per case.
 
     python experiments/export_sweep.py runs/headline_30k docs/headline/30k
 """
@@ -31,6 +34,38 @@ def finished_trials(sweep: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def continual_trials(sweep: Path) -> pd.DataFrame:
+    """Per finished continual trial: its member's accuracy matrix and the measures derived from it."""
+    rows = []
+    for summary in sorted((sweep / "trials").glob("*/summary.json")):
+        s = json.loads(summary.read_text())
+        if s.get("recipe") != "continual":
+            continue
+        case, _, seed = summary.parent.name.rpartition("__seed=")
+        m = s["members"][0]
+        first_shift = s["tasks"][1]
+        per_stage = m["steps_to_generalize_per_stage"]
+        rows.append({
+            "case": case, "seed": int(seed), "acc": m["average_accuracy"], "bwt": m["backward_transfer"],
+            "fwt": m["forward_transfer"],
+            "min_acc_first_task_stage1": m["min_acc_on_previous_task_per_stage"][first_shift],
+            "stages_new_task_generalised": sum(v is not None for v in per_stage.values()), "stages": len(per_stage),
+            "accuracy_matrix": json.dumps([[round(x, 4) for x in row] for row in m["accuracy_matrix"]]),
+        })
+    return pd.DataFrame(rows)
+
+
+def continual_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min and max over seeds per case of :func:`continual_trials`' measures; generalised stages summed."""
+    g = trials.groupby("case", sort=False)
+    out = g[["acc", "bwt", "fwt", "min_acc_first_task_stage1"]].agg(["mean", "min", "max"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["n_seeds"] = g.size()
+    out["stages_new_task_generalised"] = g.stages_new_task_generalised.sum()
+    out["stages_total"] = g.stages.sum()
+    return out.reset_index()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", type=Path)
@@ -50,6 +85,11 @@ def main() -> None:
         curves.append(m.drop(columns=[c for c in ("member",) if c in m]).assign(case=case, seed=seed))
     pd.concat(curves, ignore_index=True).to_csv(args.out / "curves.csv", index=False, float_format="%.6g")
     print(f"wrote {args.out / 'trials.csv'} ({len(trials)} trials) and {args.out / 'curves.csv'}")
+    continual = continual_trials(args.sweep)
+    if len(continual):
+        continual.to_csv(args.out / "continual.csv", index=False)
+        continual_summary(continual).to_csv(args.out / "continual_summary.csv", index=False)
+        print(f"wrote {args.out / 'continual.csv'} and {args.out / 'continual_summary.csv'}")
 
 
 if __name__ == "__main__":

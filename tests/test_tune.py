@@ -129,15 +129,24 @@ def test_summary_table_counts_lasting_seeds_and_reports_a_weak_stage():
     from grokkit.tune import summary_table
 
     final = pd.DataFrame([
-        {"arm": "scratch", "seed": 100, "steps_to_generalize_lasting": None, "final_test_acc": 0.1, "weak_steps": 0},
-        {"arm": "scratch", "seed": 101, "steps_to_generalize_lasting": 900, "final_test_acc": 0.995, "weak_steps": 0},
-        {"arm": "transfer", "seed": 100, "steps_to_generalize_lasting": 300, "final_test_acc": 1.0, "weak_steps": 800},
-        {"arm": "transfer", "seed": 101, "steps_to_generalize_lasting": 500, "final_test_acc": 1.0, "weak_steps": 1000},
+        {"arm": "scratch", "seed": 100, "steps_to_generalize_lasting": None, "final_test_acc": 0.1, "weak_steps": 0,
+         "wall_seconds": 12.0},
+        {"arm": "scratch", "seed": 101, "steps_to_generalize_lasting": 900, "final_test_acc": 0.995, "weak_steps": 0,
+         "wall_seconds": 12.0},
+        {"arm": "transfer", "seed": 100, "steps_to_generalize_lasting": 300, "final_test_acc": 1.0, "weak_steps": 800,
+         "wall_seconds": 30.0},
+        {"arm": "transfer", "seed": 101, "steps_to_generalize_lasting": 500, "final_test_acc": 1.0, "weak_steps": 1000,
+         "wall_seconds": 40.0},
     ])
     table = summary_table(final, {"scratch": {"optimizer.lr": 0.01}, "transfer": {}}).set_index("arm")
     assert table.loc["scratch", "generalised (lasting)"] == "1/2" and table.loc["scratch", "median lasting step"] == 900
     assert table.loc["transfer", "median lasting step"] == 400 and table.loc["transfer", "weak-stage steps"] == 900
     assert table.loc["scratch", "weak-stage steps"] == 0 and table.loc["scratch", "chosen"] == "lr=0.01"
+    # steps counting the weak stage: (300 + 800, 500 + 1000) -> 1300; a seed that never generalised is left out
+    assert table.loc["transfer", "median lasting step incl. weak stage"] == 1300
+    assert table.loc["scratch", "median lasting step incl. weak stage"] == 900
+    wall = table["final runs' wall-clock s"]
+    assert wall["transfer"] == 35.0 and wall["scratch"] == 12.0
 
 
 def test_arms_appended_to_a_finished_tune_extend_it_and_other_changes_are_refused(smoke, tmp_path):

@@ -135,8 +135,8 @@ def tune_cmd(
     import pandas as pd
 
     table = pd.DataFrame(result["table"])
-    if "median lasting step" in table:
-        table["median lasting step"] = table["median lasting step"].astype("Int64")
+    for col in [c for c in table if str(c).startswith("median lasting step")]:  # step counts (NaN: never)
+        table[col] = table[col].astype("Int64")
     print(markdown_table(table))
     err.print(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}", highlight=False)
 

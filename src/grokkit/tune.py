@@ -319,23 +319,31 @@ def _final_arm(spec: TuneSpec, root: Path, arm: Arm, out: Path, refs: dict[str, 
 
 def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Per arm: the chosen settings, seeds that generalised for good, median lasting step, the median steps of a
-    weak stage trained before it (GrokTransfer; 0 otherwise), final test accuracy."""
+    weak stage trained before it (GrokTransfer; 0 otherwise) and the median lasting step counting them, final test
+    accuracy, and the final runs' median wall-clock (a packed ensemble's, all its seeds together, a weak stage
+    included)."""
     rows = []
     for arm, g in final.groupby("arm", sort=False):
         lasting = pd.to_numeric(g.steps_to_generalize_lasting, errors="coerce")
+        weak = pd.to_numeric(g.weak_steps) if "weak_steps" in g else pd.Series(0, index=g.index)
+        with_weak = (lasting + weak).dropna()
+        wall = pd.to_numeric(g.wall_seconds, errors="coerce").dropna() if "wall_seconds" in g else pd.Series([])
         acc = g.final_test_acc.astype(float)
         rows.append({
             "arm": arm,
             "chosen": ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in chosen[str(arm)].items()) or "(none)",
             "generalised (lasting)": f"{int(lasting.notna().sum())}/{len(g)}",
             "median lasting step": int(lasting.median()) if lasting.notna().any() else None,
-            "weak-stage steps": int(pd.to_numeric(g.weak_steps).median()) if "weak_steps" in g else 0,
+            "weak-stage steps": int(weak.median()),
+            "median lasting step incl. weak stage": int(with_weak.median()) if len(with_weak) else None,
             "final test acc (mean ± sd)": f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.3f}",
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
+            "final runs' wall-clock s": round(float(wall.median()), 1) if len(wall) else None,
         })
     table = pd.DataFrame(rows)
     if len(table):
-        table["median lasting step"] = table["median lasting step"].astype("Int64")
+        for col in ("median lasting step", "median lasting step incl. weak stage"):
+            table[col] = table[col].astype("Int64")
     return table
 
 
