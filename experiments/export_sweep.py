@@ -2,8 +2,9 @@
 lasting and first steps to generalise, final accuracies, a weak stage's steps and accuracy, wall-clock) as
 ``trials.csv``, and every trial's curve (``metrics.csv`` rows with the trial's case and seed) as ``curves.csv``.
 A continual sweep (recipe ``continual``) also gets ``continual.csv``, per trial its continual-learning measures (ACC,
-BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached the
-threshold, the accuracy matrix as JSON), and ``continual_summary.csv``, their mean, min and max per case.
+BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached 0.99 and
+those where it stayed >= 0.99 to the stage's end, the accuracy matrix as JSON), and ``continual_summary.csv``,
+their mean, min and max per case.
 
     python experiments/export_sweep.py runs/headline_30k docs/headline/30k
 """
@@ -15,6 +16,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
+from grokkit.engine import lasting_step
+
+THRESHOLD = 0.99  # the stages' generalisation threshold (training.generalization_threshold's default)
 
 COLUMNS = ["case", "seed", "steps", "steps_to_generalize_lasting", "steps_to_generalize", "final_test_acc",
            "final_train_acc", "weak_steps", "weak_final_test_acc", "wall_seconds", "status"]
@@ -45,11 +50,18 @@ def continual_trials(sweep: Path) -> pd.DataFrame:
         m = s["members"][0]
         first_shift = s["tasks"][1]
         per_stage = m["steps_to_generalize_per_stage"]
+        metrics = pd.read_csv(summary.parent / "metrics.csv")
+        lasting = {}  # per stage: the stage's first step from which its new task stays >= 0.99 to the stage's end
+        for i, task in enumerate(s["tasks"][1:], start=1):
+            st = metrics[metrics.stage == i].sort_values("step")
+            lasting[task] = lasting_step(st.step.tolist(), st[f"test_acc@{task}"].tolist(), THRESHOLD)
         rows.append({
             "case": case, "seed": int(seed), "acc": m["average_accuracy"], "bwt": m["backward_transfer"],
             "fwt": m["forward_transfer"],
             "min_acc_first_task_stage1": m["min_acc_on_previous_task_per_stage"][first_shift],
-            "stages_new_task_generalised": sum(v is not None for v in per_stage.values()), "stages": len(per_stage),
+            "stages_new_task_reached": sum(v is not None for v in per_stage.values()),
+            "stages_new_task_lasting": sum(v is not None for v in lasting.values()), "stages": len(per_stage),
+            "lasting_step_per_stage": json.dumps(lasting),
             "accuracy_matrix": json.dumps([[round(x, 4) for x in row] for row in m["accuracy_matrix"]]),
         })
     return pd.DataFrame(rows)
@@ -61,7 +73,8 @@ def continual_summary(trials: pd.DataFrame) -> pd.DataFrame:
     out = g[["acc", "bwt", "fwt", "min_acc_first_task_stage1"]].agg(["mean", "min", "max"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["n_seeds"] = g.size()
-    out["stages_new_task_generalised"] = g.stages_new_task_generalised.sum()
+    out["stages_new_task_reached"] = g.stages_new_task_reached.sum()
+    out["stages_new_task_lasting"] = g.stages_new_task_lasting.sum()
     out["stages_total"] = g.stages.sum()
     return out.reset_index()
 
