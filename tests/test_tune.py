@@ -145,7 +145,7 @@ def test_summary_table_counts_lasting_seeds_and_reports_a_weak_stage():
     # steps counting the weak stage: (300 + 800, 500 + 1000) -> 1300; a seed that never generalised is left out
     assert table.loc["transfer", "median lasting step incl. weak stage"] == 1300
     assert table.loc["scratch", "median lasting step incl. weak stage"] == 900
-    wall = table["final runs' wall-clock s"]
+    wall = table["wall-clock s per final seed"]
     assert wall["transfer"] == 35.0 and wall["scratch"] == 12.0
 
 

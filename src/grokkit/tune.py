@@ -320,8 +320,8 @@ def _final_arm(spec: TuneSpec, root: Path, arm: Arm, out: Path, refs: dict[str, 
 def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Per arm: the chosen settings, seeds that generalised for good, median lasting step, the median steps of a
     weak stage trained before it (GrokTransfer; 0 otherwise) and the median lasting step counting them, final test
-    accuracy, and the final runs' median wall-clock (a packed ensemble's, all its seeds together, a weak stage
-    included)."""
+    accuracy, and the median wall-clock of a final seed (its share of the packed ensemble it trained in, as the sweep
+    records it, a weak stage included)."""
     rows = []
     for arm, g in final.groupby("arm", sort=False):
         lasting = pd.to_numeric(g.steps_to_generalize_lasting, errors="coerce")
@@ -338,7 +338,7 @@ def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.
             "median lasting step incl. weak stage": int(with_weak.median()) if len(with_weak) else None,
             "final test acc (mean ± sd)": f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.3f}",
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
-            "final runs' wall-clock s": round(float(wall.median()), 1) if len(wall) else None,
+            "wall-clock s per final seed": round(float(wall.median()), 1) if len(wall) else None,
         })
     table = pd.DataFrame(rows)
     if len(table):
