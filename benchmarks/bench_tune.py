@@ -41,6 +41,7 @@ def main() -> None:
     from grokkit.tune import load_tune, run_tune
 
     spec, root = load_tune(args.spec)
+    spec_steps = spec.budget.steps
     if args.steps is not None:
         if args.steps < 1:
             ap.error("--steps must be at least 1")
@@ -87,7 +88,7 @@ def main() -> None:
         "arms": [a.name for a in spec.arms], "candidates_per_arm": spec.budget.candidates,
         "per_round": spec.budget.per_round or spec.budget.candidates, "search_runs": candidates,
         "final_runs": len(spec.arms) * len(spec.final.seeds), "steps": spec.budget.steps,
-        "steps_cut_from": None if args.steps is None else load_tune(args.spec)[0].budget.steps,
+        "steps_cut_from": None if args.steps is None else spec_steps,
         "required_runs_s": round(required_s, 2), "rounds": rounds,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads":
                     torch.get_num_threads(), "torch": torch.__version__},

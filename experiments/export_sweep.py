@@ -2,9 +2,9 @@
 lasting and first steps to generalise, final accuracies, a weak stage's steps and accuracy, wall-clock) as
 ``trials.csv``, and every trial's curve (``metrics.csv`` rows with the trial's case and seed) as ``curves.csv``.
 A continual sweep (recipe ``continual``) also gets ``continual.csv``, per trial its continual-learning measures (ACC,
-BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached 0.99 and
-those where it stayed >= 0.99 to the stage's end, the accuracy matrix as JSON), and ``continual_summary.csv``,
-their mean, min and max per case.
+BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached the
+trial's generalisation threshold and those where it stayed there to the stage's end, the accuracy matrix as JSON),
+and ``continual_summary.csv``, their mean, min and max per case.
 
     python experiments/export_sweep.py runs/headline_30k docs/headline/30k
 """
@@ -16,10 +16,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from grokkit.engine import lasting_step
-
-THRESHOLD = 0.99  # the stages' generalisation threshold (training.generalization_threshold's default)
 
 COLUMNS = ["case", "seed", "steps", "steps_to_generalize_lasting", "steps_to_generalize", "final_test_acc",
            "final_train_acc", "weak_steps", "weak_final_test_acc", "wall_seconds", "status"]
@@ -51,10 +50,11 @@ def continual_trials(sweep: Path) -> pd.DataFrame:
         first_shift = s["tasks"][1]
         per_stage = m["steps_to_generalize_per_stage"]
         metrics = pd.read_csv(summary.parent / "metrics.csv")
-        lasting = {}  # per stage: the stage's first step from which its new task stays >= 0.99 to the stage's end
+        threshold = yaml.safe_load((summary.parent / "config.yaml").read_text())["training"]["generalization_threshold"]
+        lasting = {}  # per stage: the stage's first step from which its new task stays at the threshold to its end
         for i, task in enumerate(s["tasks"][1:], start=1):
             st = metrics[metrics.stage == i].sort_values("step")
-            lasting[task] = lasting_step(st.step.tolist(), st[f"test_acc@{task}"].tolist(), THRESHOLD)
+            lasting[task] = lasting_step(st.step.tolist(), st[f"test_acc@{task}"].tolist(), threshold)
         rows.append({
             "case": case, "seed": int(seed), "acc": m["average_accuracy"], "bwt": m["backward_transfer"],
             "fwt": m["forward_transfer"],

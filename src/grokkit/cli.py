@@ -123,7 +123,7 @@ def tune_cmd(
     Writes DIR/tune.md, trace.csv (every candidate), chosen.json and final.csv; a killed tune resumes."""
     from grokkit.sweep import SweepError
     from grokkit.tables import markdown_table
-    from grokkit.tune import TuneError, load_tune, run_tune
+    from grokkit.tune import TuneError, load_tune, run_tune, step_counts
 
     try:
         spec, root = load_tune(spec_file)
@@ -134,10 +134,7 @@ def tune_cmd(
         return
     import pandas as pd
 
-    table = pd.DataFrame(result["table"])
-    for col in [c for c in table if str(c).startswith("median lasting step")]:  # step counts (NaN: never)
-        table[col] = table[col].astype("Int64")
-    print(markdown_table(table))
+    print(markdown_table(step_counts(pd.DataFrame(result["table"]))))
     err.print(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}", highlight=False)
 
 

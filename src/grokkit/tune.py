@@ -340,9 +340,17 @@ def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
             "wall-clock s per final seed": round(float(wall.median()), 1) if len(wall) else None,
         })
-    table = pd.DataFrame(rows)
-    if len(table):
-        for col in ("median lasting step", "median lasting step incl. weak stage"):
+    return step_counts(pd.DataFrame(rows))
+
+
+#: the summary table's step-count columns (integers; missing: never generalised)
+STEP_COLUMNS = ("median lasting step", "median lasting step incl. weak stage")
+
+
+def step_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its step-count columns as nullable integers (as read back from records, they are floats)."""
+    for col in STEP_COLUMNS:
+        if col in table:
             table[col] = table[col].astype("Int64")
     return table
 
