@@ -44,30 +44,16 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tu
         return torch.sparse_csr_tensor(rows, cols, values, shape, check_invariants=False)
 
 
-class _Structure:
-    """The sparsity structures of one index ``[n_rows, per_row]`` (flattened: ``flat_index``) into a table of
-    ``n_table`` rows, for the weighted row sum's backward pass:
-
-    * ``crow, col, order``: CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r),
-      ``order`` sorting the entries by table row (stable, so sums run in row order);
-    * :meth:`pattern`: the ``[n_rows, n_table]`` CSR matrix of the index itself (values zero), for
-      ``sampled_addmm``."""
-
-    def __init__(self, flat_index: torch.Tensor, n_table: int, per_row: int) -> None:
-        self.order = torch.argsort(flat_index, stable=True)
-        self.crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
-        self.crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
-        self.col = torch.div(self.order, per_row, rounding_mode="floor")
-        self.flat_index, self.n_table, self.per_row = flat_index.clone(), n_table, per_row
-        self._patterns: dict[torch.dtype, torch.Tensor] = {}
-
-    def pattern(self, dtype: torch.dtype) -> torch.Tensor:
-        if dtype not in self._patterns:
-            n = len(self.flat_index) // self.per_row
-            crow = torch.arange(0, n * self.per_row + 1, self.per_row, device=self.flat_index.device)
-            values = torch.zeros(len(self.flat_index), dtype=dtype, device=self.flat_index.device)
-            self._patterns[dtype] = _csr(crow, self.flat_index, values, (n, self.n_table))
-        return self._patterns[dtype]
+def _transposed_structure(flat_index: torch.Tensor, n_table: int, per_row: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r), where ``flat_index`` is
+    ``index [n_rows, per_row]`` flattened: (crow, col, order), ``order`` sorting the entries by table row (stable, so
+    sums run in row order)."""
+    order = torch.argsort(flat_index, stable=True)
+    crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
+    crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
+    col = torch.div(order, per_row, rounding_mode="floor")
+    return crow, col, order
 
 
 class ValueCache:
@@ -96,9 +82,11 @@ class ValueCache:
 _structures = ValueCache()
 
 
-def _structure(flat_index: torch.Tensor, n_table: int, per_row: int) -> _Structure:
-    """:class:`_Structure` of the index, reused while the index (compared by value) and the sizes stay the same."""
-    return _structures.get(flat_index, (n_table, per_row), lambda: _Structure(flat_index, n_table, per_row))
+def _structure(flat_index: torch.Tensor, n_table: int, per_row: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_transposed_structure`, reused while the index (compared by value) and the sizes stay the same."""
+    return _structures.get(flat_index, (n_table, per_row),
+                           lambda: _transposed_structure(flat_index, n_table, per_row))
 
 
 class _WeightedRowSum(torch.autograd.Function):
@@ -114,12 +102,14 @@ class _WeightedRowSum(torch.autograd.Function):
         flat = index.reshape(-1)
         grad = grad.contiguous()
         grad_table = grad_weights = None
-        structure = _structure(flat, table.shape[0], j)
         if ctx.needs_input_grad[0]:
-            values = weights.reshape(-1).index_select(0, structure.order)
-            grad_table = _csr(structure.crow, structure.col, values, (table.shape[0], n)) @ grad
+            crow, col, order = _structure(flat, table.shape[0], j)
+            wt = _csr(crow, col, weights.reshape(-1)[order], (table.shape[0], n))
+            grad_table = wt @ grad
         if ctx.needs_input_grad[2]:
-            pattern = structure.pattern(grad.dtype)
+            crow_n = torch.arange(0, n * j + 1, j, device=index.device)
+            pattern = _csr(crow_n, flat, torch.zeros(n * j, dtype=grad.dtype, device=grad.device),
+                           (n, table.shape[0]))
             grad_weights = torch.sparse.sampled_addmm(pattern, grad, table.t(), beta=0.0).values().view(n, j)
         return grad_table, None, grad_weights
 
