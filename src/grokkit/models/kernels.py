@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,37 +55,20 @@ def _transposed_structure(flat_index: torch.Tensor, n_table: int, per_row: int
     return crow, col, order
 
 
-class ValueCache:
-    """What was built for the last few index tensors, found again by value (shape, device, extra key, then
-    ``torch.equal``). Full-batch training reads the same indices every step, one tensor per member chunk, so a
-    handful of entries serves every step; the least recently used entry goes first."""
-
-    def __init__(self, max_entries: int = 8) -> None:
-        self.max_entries = max_entries
-        self.entries: list[tuple[torch.Tensor, Any, Any]] = []  # (index copy, extra key, value), most recent first
-
-    def get(self, index: torch.Tensor, extra: Any, build: Callable[[], Any]) -> Any:
-        for i, (key, key_extra, value) in enumerate(self.entries):
-            if (key.shape == index.shape and key.device == index.device and key_extra == extra
-                    and torch.equal(key, index)):
-                if i:
-                    self.entries.insert(0, self.entries.pop(i))
-                return value
-        value = build()
-        self.entries.insert(0, (index.clone(), extra, value))
-        del self.entries[self.max_entries:]
-        return value
-
-
-#: CSR structures of the weighted row sums' indices (one sort serves every full-batch step)
-_structures = ValueCache()
+#: the last index's CSR structure: full-batch training reads the same rows every step, so one sort serves them all
+_cache: dict[str, Any] = {}
 
 
 def _structure(flat_index: torch.Tensor, n_table: int, per_row: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`_transposed_structure`, reused while the index (compared by value) and the sizes stay the same."""
-    return _structures.get(flat_index, (n_table, per_row),
-                           lambda: _transposed_structure(flat_index, n_table, per_row))
+    key = _cache.get("index")
+    if (isinstance(key, torch.Tensor) and key.shape == flat_index.shape and key.device == flat_index.device
+            and _cache["sizes"] == (n_table, per_row) and torch.equal(key, flat_index)):
+        return _cache["structure"]
+    structure = _transposed_structure(flat_index, n_table, per_row)
+    _cache.update(index=flat_index.clone(), sizes=(n_table, per_row), structure=structure)
+    return structure
 
 
 class _WeightedRowSum(torch.autograd.Function):
