@@ -31,14 +31,34 @@ def test_weighted_row_sum_equals_embedding_bag_values_and_gradients():
 def test_weighted_row_sum_reuses_the_structure_only_for_the_same_index():
     table, index, weights, grad = _bag_inputs(0)
     torch.autograd.grad(kernels.weighted_row_sum(table, index, weights), (table,), grad)
-    first = kernels._cache["structure"]
+    first = kernels._structures.entries[0][2]
     torch.autograd.grad(kernels.weighted_row_sum(table, index.clone(), weights), (table,), grad)
-    assert kernels._cache["structure"] is first  # same values: one sort serves every step
+    assert kernels._structures.entries[0][2] is first  # same values: one sort serves every step
     other = index.flip(0)
     got = torch.autograd.grad(kernels.weighted_row_sum(table, other, weights), (table,), grad)[0]
-    assert kernels._cache["structure"] is not first
+    assert kernels._structures.entries[0][2] is not first
+    torch.autograd.grad(kernels.weighted_row_sum(table, index, weights), (table,), grad)
+    assert kernels._structures.entries[0][2] is first  # member chunks alternate: each keeps its own entry
     want = torch.autograd.grad(F.embedding_bag(other, table, mode="sum", per_sample_weights=weights), (table,), grad)
     torch.testing.assert_close(got, want[0], rtol=1e-12, atol=1e-12)
+
+
+def test_value_cache_finds_entries_by_value_and_drops_the_least_recently_used():
+    cache = kernels.ValueCache(max_entries=2)
+    built = []
+
+    def build(tag):
+        return lambda: built.append(tag) or tag
+
+    a, b, c = torch.arange(4), torch.arange(4) + 1, torch.arange(5)
+    assert cache.get(a, 1, build("a")) == "a"
+    assert cache.get(a.clone(), 1, build("x")) == "a"  # equal values: found, not rebuilt
+    assert cache.get(a, 2, build("a2")) == "a2"  # another extra key: another entry
+    assert cache.get(b, 1, build("b")) == "b"  # evicts (a, 1), the least recently used
+    assert cache.get(a, 1, build("a again")) == "a again"
+    assert cache.get(c, 1, build("c")) == "c"
+    assert built == ["a", "a2", "b", "a again", "c"]
+    assert len(cache.entries) == 2
 
 
 def test_gather_rows_equals_embedding():

@@ -47,6 +47,24 @@ def test_matches_torch_optim_per_member(name, kwargs):
             torch.testing.assert_close(p[k], r.detach(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,wd", [("adamw", [1.0, 0.5]), ("adam", [0.0, 0.0]), ("adam", [0.1, 0.2])])
+def test_foreach_step_equals_the_per_tensor_step_bit_for_bit(name, wd):
+    torch.manual_seed(0)
+    init = [torch.randn(2, 3, 4), torch.randn(2, 5), torch.randn(2, 7, 3, 2)]
+    runs = []
+    for foreach in (True, False):
+        params = [p.clone() for p in init]
+        opt = EnsembleOptimizer(params, name, torch.tensor([1e-3, 3e-3]), torch.tensor(wd), betas=(0.9, 0.98),
+                                warmup_steps=3)
+        opt.foreach = foreach
+        torch.manual_seed(1)
+        for _ in range(20):
+            opt.step([torch.randn_like(p) for p in init])
+        runs.append(params + [b for buffers in opt.buffers for b in buffers])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert not torch.equal(runs[0][0], init[0])
+
+
 def test_inactive_member_is_untouched():
     p = [torch.ones(2, 3)]
     opt = EnsembleOptimizer(p, "adamw", torch.tensor([0.1, 0.1]), torch.tensor([1.0, 1.0]))

@@ -53,6 +53,8 @@ class EnsembleOptimizer:
         self.lr, self.weight_decay = lr, weight_decay
         self.betas, self.eps, self.momentum, self.warmup_steps = betas, eps, momentum, warmup_steps
         self.step_count = 0
+        #: Adam/AdamW steps of healthy ensembles as ``torch._foreach_*`` calls (False: one tensor at a time)
+        self.foreach = True
         self.any_weight_decay = bool(weight_decay.any())  # decided once: no device sync per step
         n_buffers = 2 if name in ("adam", "adamw") else (1 if momentum else 0)
         self.buffers = [[torch.zeros_like(p) for p in self.params] for _ in range(n_buffers)]
@@ -69,6 +71,9 @@ class EnsembleOptimizer:
         if active is not None:
             lr = torch.where(active, lr, torch.zeros_like(lr))
         self.step_count += 1
+        if active is None and self.foreach and self.name in ("adam", "adamw"):
+            self._adam_foreach(list(grads), lr)
+            return
         for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
             if active is not None:
                 g = torch.where(_per_member(active, g), g, torch.zeros_like(g))
@@ -98,6 +103,35 @@ class EnsembleOptimizer:
             # p -= lr / bias1 * exp_avg / (sqrt(exp_avg_sq / bias2) + eps), with a single temporary
             update = exp_avg_sq.sqrt().div_(bias2**0.5).add_(self.eps).reciprocal_().mul_(exp_avg)
             p.sub_(update.mul_(lr_p / bias1))
+
+    def _adam_foreach(self, grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """The Adam / AdamW step of :meth:`step` for all tensors at once (``torch._foreach_*``: one call per operation
+        instead of one per operation and tensor): the same operations in the same order, so the same values, bit for
+        bit (tested)."""
+        params, (exp_avgs, exp_avg_sqs) = self.params, self.buffers
+        if len(grads) != len(params):
+            raise ValueError(f"{len(grads)} gradients for {len(params)} parameters")
+
+        def per_member(x: torch.Tensor) -> list[torch.Tensor]:
+            return [_per_member(x, p) for p in params]
+
+        if self.name == "adamw":
+            torch._foreach_mul_(params, per_member(1 - lr * self.weight_decay))
+        elif self.any_weight_decay:
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, per_member(self.weight_decay)))
+        beta1, beta2 = self.betas
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bias1 = 1 - beta1**self.step_count
+        bias2 = 1 - beta2**self.step_count
+        update = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(update, bias2**0.5)
+        torch._foreach_add_(update, self.eps)
+        torch._foreach_reciprocal_(update)
+        torch._foreach_mul_(update, exp_avgs)
+        torch._foreach_mul_(update, per_member(lr / bias1))
+        torch._foreach_sub_(params, update)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"step_count": torch.tensor(self.step_count)}

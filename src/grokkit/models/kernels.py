@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -43,32 +44,61 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tu
         return torch.sparse_csr_tensor(rows, cols, values, shape, check_invariants=False)
 
 
-def _transposed_structure(flat_index: torch.Tensor, n_table: int, per_row: int
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r), where ``flat_index`` is
-    ``index [n_rows, per_row]`` flattened: (crow, col, order), ``order`` sorting the entries by table row (stable, so
-    sums run in row order)."""
-    order = torch.argsort(flat_index, stable=True)
-    crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
-    crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
-    col = torch.div(order, per_row, rounding_mode="floor")
-    return crow, col, order
+class _Structure:
+    """The sparsity structures of one index ``[n_rows, per_row]`` (flattened: ``flat_index``) into a table of
+    ``n_table`` rows, for the weighted row sum's backward pass:
+
+    * ``crow, col, order``: CSR structure of the ``[n_table, n_rows]`` matrix with a one at (index[r, j], r),
+      ``order`` sorting the entries by table row (stable, so sums run in row order);
+    * :meth:`pattern`: the ``[n_rows, n_table]`` CSR matrix of the index itself (values zero), for
+      ``sampled_addmm``."""
+
+    def __init__(self, flat_index: torch.Tensor, n_table: int, per_row: int) -> None:
+        self.order = torch.argsort(flat_index, stable=True)
+        self.crow = torch.zeros(n_table + 1, dtype=torch.long, device=flat_index.device)
+        self.crow[1:] = torch.bincount(flat_index, minlength=n_table).cumsum(0)
+        self.col = torch.div(self.order, per_row, rounding_mode="floor")
+        self.flat_index, self.n_table, self.per_row = flat_index.clone(), n_table, per_row
+        self._patterns: dict[torch.dtype, torch.Tensor] = {}
+
+    def pattern(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._patterns:
+            n = len(self.flat_index) // self.per_row
+            crow = torch.arange(0, n * self.per_row + 1, self.per_row, device=self.flat_index.device)
+            values = torch.zeros(len(self.flat_index), dtype=dtype, device=self.flat_index.device)
+            self._patterns[dtype] = _csr(crow, self.flat_index, values, (n, self.n_table))
+        return self._patterns[dtype]
 
 
-#: the last index's CSR structure: full-batch training reads the same rows every step, so one sort serves them all
-_cache: dict[str, Any] = {}
+class ValueCache:
+    """What was built for the last few index tensors, found again by value (shape, device, extra key, then
+    ``torch.equal``). Full-batch training reads the same indices every step, one tensor per member chunk, so a
+    handful of entries serves every step; the least recently used entry goes first."""
+
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = max_entries
+        self.entries: list[tuple[torch.Tensor, Any, Any]] = []  # (index copy, extra key, value), most recent first
+
+    def get(self, index: torch.Tensor, extra: Any, build: Callable[[], Any]) -> Any:
+        for i, (key, key_extra, value) in enumerate(self.entries):
+            if (key.shape == index.shape and key.device == index.device and key_extra == extra
+                    and torch.equal(key, index)):
+                if i:
+                    self.entries.insert(0, self.entries.pop(i))
+                return value
+        value = build()
+        self.entries.insert(0, (index.clone(), extra, value))
+        del self.entries[self.max_entries:]
+        return value
 
 
-def _structure(flat_index: torch.Tensor, n_table: int, per_row: int
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_transposed_structure`, reused while the index (compared by value) and the sizes stay the same."""
-    key = _cache.get("index")
-    if (isinstance(key, torch.Tensor) and key.shape == flat_index.shape and key.device == flat_index.device
-            and _cache["sizes"] == (n_table, per_row) and torch.equal(key, flat_index)):
-        return _cache["structure"]
-    structure = _transposed_structure(flat_index, n_table, per_row)
-    _cache.update(index=flat_index.clone(), sizes=(n_table, per_row), structure=structure)
-    return structure
+#: CSR structures of the weighted row sums' indices (one sort serves every full-batch step)
+_structures = ValueCache()
+
+
+def _structure(flat_index: torch.Tensor, n_table: int, per_row: int) -> _Structure:
+    """:class:`_Structure` of the index, reused while the index (compared by value) and the sizes stay the same."""
+    return _structures.get(flat_index, (n_table, per_row), lambda: _Structure(flat_index, n_table, per_row))
 
 
 class _WeightedRowSum(torch.autograd.Function):
@@ -84,14 +114,12 @@ class _WeightedRowSum(torch.autograd.Function):
         flat = index.reshape(-1)
         grad = grad.contiguous()
         grad_table = grad_weights = None
+        structure = _structure(flat, table.shape[0], j)
         if ctx.needs_input_grad[0]:
-            crow, col, order = _structure(flat, table.shape[0], j)
-            wt = _csr(crow, col, weights.reshape(-1)[order], (table.shape[0], n))
-            grad_table = wt @ grad
+            values = weights.reshape(-1).index_select(0, structure.order)
+            grad_table = _csr(structure.crow, structure.col, values, (table.shape[0], n)) @ grad
         if ctx.needs_input_grad[2]:
-            crow_n = torch.arange(0, n * j + 1, j, device=index.device)
-            pattern = _csr(crow_n, flat, torch.zeros(n * j, dtype=grad.dtype, device=grad.device),
-                           (n, table.shape[0]))
+            pattern = structure.pattern(grad.dtype)
             grad_weights = torch.sparse.sampled_addmm(pattern, grad, table.t(), beta=0.0).values().view(n, j)
         return grad_table, None, grad_weights
 

@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from grokkit.models.base import EnsembleMembers
-from grokkit.models.kernels import gather_rows, relu_mlp, weighted_row_sum
+from grokkit.models.kernels import ValueCache, gather_rows, relu_mlp, weighted_row_sum
 from grokkit.models.spec import MODELS, ModelSpec
 
 
@@ -168,6 +168,35 @@ class _Unembed(nn.Module):
         self.W_U = nn.Parameter(torch.empty(k, d_model, d_vocab_out))
 
 
+class _TableRows:
+    """Rows and gather indices of a one-layer transformer's attention tables for one token tensor ``[K, N, T]``.
+
+    ``key_rows [Rk]`` are the flattened (position, token) pairs ``position * d_vocab + token`` that occur in the
+    tokens (over all members), ``query_rows [Rq]`` those at the scored positions; the score table is
+    ``[K, Rq, Rk, H]`` and the OV table ``[K, Rk, H, d_model]``. ``score_index [K, N, S, T]`` and ``ov_index
+    [K N S, T H]`` point into them, ``resid_index [K, N, S]`` into the full ``[K, T, V]`` embedding table, and
+    ``masked [1, 1, S, T, 1]`` marks the keys after each query (causal)."""
+
+    def __init__(self, tokens: torch.Tensor, positions: list[int], d_vocab: int, n_heads: int) -> None:
+        k, n, t = tokens.shape
+        dev = tokens.device
+        n_pos = len(positions)
+        pos = torch.tensor(positions, device=dev)
+        key_pos = torch.arange(t, device=dev)
+        flat = key_pos * d_vocab + tokens  # K N T: (position, token) pairs
+        self.key_rows, key_id = torch.unique(flat, return_inverse=True)
+        self.query_rows, query_id = torch.unique(flat[:, :, positions], return_inverse=True)  # K N S
+        r_k, r_q = len(self.key_rows), len(self.query_rows)
+        member = torch.arange(k, device=dev).view(k, 1, 1)
+        self.score_index = ((member * r_q + query_id).unsqueeze(-1) * r_k + key_id.unsqueeze(2))  # K N S T
+        ov = ((member * r_k + key_id).unsqueeze(2).unsqueeze(-1) * n_heads
+              + torch.arange(n_heads, device=dev))  # K N 1 T H
+        self.ov_index = ov.expand(k, n, n_pos, t, n_heads).reshape(k * n * n_pos, t * n_heads)
+        self.resid_index = (member * t + pos.view(1, 1, n_pos)) * d_vocab + tokens[:, :, positions]  # K N S
+        self.masked = ~(key_pos.view(1, t) <= pos.view(n_pos, 1)).view(1, 1, n_pos, t, 1)
+
+
+
 class EnsembleTransformer(EnsembleMembers, nn.Module):
     """K independent transformers of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built
     inside an ensemble starts from exactly the weights it would have alone."""
@@ -255,44 +284,44 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         * the attention output is a sum of rows of an OV table over (key position, key token, head), weighted by the
           attention pattern: an ``embedding_bag`` with per-row weights, with no per-example keys or values at all.
 
-        Per example, only the MLP and unembedding of the scored positions remain as dense work."""
+        The tables hold only the (position, token) pairs that occur in ``tokens`` (:class:`_TableRows`: a task's
+        fixed tokens, such as the operator and modulus, occur at one position each), so their cost follows the task,
+        not the vocabulary. Per example, only the MLP and unembedding of the scored positions remain as dense work."""
         s = self.shape
         k, n, t = tokens.shape
-        v, h, e = s.d_vocab, s.n_heads, s.d_head
-        n_pos = len(positions)
+        h, e = s.n_heads, s.d_head
+        idx = self._table_rows(tokens, positions)
         attn = self.blocks[0].attn
         # Head-major layouts keep every matmul operand contiguous (strided operands take slow CPU kernels).
-        normed = self.blocks[0].norm1(table)  # K T V d
-        x_keys = normed.reshape(k, 1, t * v, s.d_model)
-        x_queries = normed[:, positions].reshape(k, 1, n_pos * v, s.d_model)
-        q_table = torch.matmul(x_queries, attn.W_Q)  # K H SV e
-        k_table = torch.matmul(x_keys, attn.W_K)  # K H TV e
-        v_table = torch.matmul(x_keys, attn.W_V)  # K H TV e
-        # scores_table[k, s, vq, t, vk, h] = q . k / sqrt(e)
+        normed = self.blocks[0].norm1(table).reshape(k, t * s.d_vocab, s.d_model)  # K TV d
+        x_keys = normed[:, idx.key_rows].unsqueeze(1)  # K 1 Rk d
+        x_queries = normed[:, idx.query_rows].unsqueeze(1)  # K 1 Rq d
+        q_table = torch.matmul(x_queries, attn.W_Q)  # K H Rq e
+        k_table = torch.matmul(x_keys, attn.W_K)  # K H Rk e
+        v_table = torch.matmul(x_keys, attn.W_V)  # K H Rk e
+        # scores_table[k, rq, rk, h] = q . k / sqrt(e)
         scores_table = (torch.matmul(q_table, k_table.transpose(-1, -2)) / math.sqrt(e)).permute(0, 2, 3, 1)
-        ov_table = torch.matmul(v_table, attn.W_O).transpose(1, 2)  # K TV H d
-        dev = tokens.device
-        pos = torch.tensor(positions, device=dev)
-        member = torch.arange(k, device=dev).view(k, 1, 1, 1)
-        key_pos = torch.arange(t, device=dev).view(1, 1, 1, t)
-        query_tok = tokens[:, :, positions].unsqueeze(-1)  # K N S 1
-        key_tok = tokens.unsqueeze(2)  # K N 1 T
-        score_index = (((member * n_pos + torch.arange(n_pos, device=dev).view(1, 1, n_pos, 1)) * v + query_tok) * t
-                       + key_pos) * v + key_tok  # K N S T
-        scores = gather_rows(scores_table.reshape(-1, h), score_index)  # K N S T H (reshape copies: contiguous)
-        causal = key_pos.view(1, t) <= pos.view(n_pos, 1)  # S T
-        pattern = scores.masked_fill(~causal.view(1, 1, n_pos, t, 1), float("-inf")).softmax(dim=3)
-        row = ((member * t + key_pos) * v + key_tok).unsqueeze(-1) * h + torch.arange(h, device=dev)  # K N 1 T H
-        row = row.expand(k, n, n_pos, t, h).reshape(k * n * n_pos, t * h)
-        attn_out = weighted_row_sum(ov_table.reshape(-1, s.d_model), row, pattern.reshape(k * n * n_pos, t * h)
+        scores_table = scores_table.contiguous()  # a strided table takes index_select's slow path
+        ov_table = torch.matmul(v_table, attn.W_O).transpose(1, 2)  # K Rk H d
+        scores = gather_rows(scores_table.view(-1, h), idx.score_index)  # K N S T H
+        pattern = scores.masked_fill(idx.masked, float("-inf")).softmax(dim=3)
+        n_pos = len(positions)
+        attn_out = weighted_row_sum(ov_table.reshape(-1, s.d_model), idx.ov_index, pattern.reshape(k * n * n_pos, t * h)
                                     ).view(k, n, n_pos, s.d_model)
-        resid_index = (member.view(k, 1, 1) * t + pos.view(1, 1, n_pos)) * v + tokens[:, :, positions]
-        resid = gather_rows(table.reshape(-1, s.d_model), resid_index) + attn_out
+        resid = gather_rows(table.reshape(-1, s.d_model), idx.resid_index) + attn_out
         block = self.blocks[0]
         resid = resid + block.mlp(block.norm2(resid))
         if hasattr(self, "ln_final"):
             resid = _layer_norm(resid, self.ln_final.w, self.ln_final.b)
         return _bmm(resid, self.unembed.W_U)
+
+    def _table_rows(self, tokens: torch.Tensor, positions: list[int]) -> _TableRows:
+        """The one-layer fast path's table rows and gather indices for ``tokens``, reused while the tokens (compared
+        by value) and positions are those of a recent call, as they are every step of full-batch training (one entry
+        per member chunk)."""
+        cache = self.__dict__.setdefault("_rows_cache", ValueCache())  # a plain attribute: not saved, not moved
+        return cache.get(tokens, tuple(positions),
+                         lambda: _TableRows(tokens, positions, self.shape.d_vocab, self.shape.n_heads))
 
     def _final_layer(
         self, block: Block, resid: torch.Tensor, q: torch.Tensor, kv: torch.Tensor, positions: list[int], t: int
