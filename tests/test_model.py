@@ -59,3 +59,37 @@ def test_weight_names_follow_the_interpretability_convention():
               "blocks.1.attn.W_O", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]:
         assert n in names
     assert names["blocks.0.attn.W_Q"].shape == (1, 4, 128, 32)
+
+
+def test_compact_tables_match_the_full_computation_across_members_and_alternating_batches():
+    """The one-layer path's tables hold only the (position, token) pairs present, cached by the tokens' values:
+    members with different moduli, operator tokens and padding rows, and batches that alternate (member chunks,
+    train and test sets) must each get their own rows, values and gradients."""
+    vocab = Vocabulary(29, (23, 29))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=32, n_heads=2, d_head=16, d_mlp=64)
+    model = EnsembleTransformer(shape, [0, 1, 2]).double()
+    g = torch.Generator().manual_seed(0)
+
+    def batch(n: int, modulus_of: list[int]) -> torch.Tensor:
+        tokens = torch.zeros(3, n, 4, dtype=torch.long)
+        for k, m in enumerate(modulus_of):
+            tokens[k, :, :2] = torch.randint(0, m, (n, 2), generator=g)
+            tokens[k, :, 2] = vocab.operation_token(("add", "sub")[k % 2])  # two operator tokens
+            tokens[k, :, 3] = vocab.modulus_token(m)
+        tokens[0, -4:] = 0  # padding rows
+        return tokens
+
+    a, b = batch(40, [23, 29, 23]), batch(40, [29, 29, 23])  # same shape: told apart by value
+    for tokens in (a, b, a, b.clone()):  # misses, then hits by value
+        for positions in ([3], [2, 3]):
+            model.zero_grad()
+            out = model(tokens, positions)
+            weight = torch.randn(out.shape, generator=g, dtype=out.dtype)
+            (out * weight).sum().backward()
+            fast = [p.grad.clone() for p in model.parameters()]
+            model.zero_grad()
+            full = model.run_with_cache(tokens)[0][:, :, positions]
+            (full * weight).sum().backward()
+            torch.testing.assert_close(out, full, rtol=1e-10, atol=1e-10)
+            for x, y in zip(fast, (p.grad for p in model.parameters())):
+                torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
