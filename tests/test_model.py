@@ -93,3 +93,32 @@ def test_compact_tables_match_the_full_computation_across_members_and_alternatin
             torch.testing.assert_close(out, full, rtol=1e-10, atol=1e-10)
             for x, y in zip(fast, (p.grad for p in model.parameters())):
                 torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+
+
+def test_full_tables_off_the_cpu_match_and_need_no_data_dependent_sizes(monkeypatch):
+    """Off the CPU the one-layer path keeps every (position, token) row (``compact=False``): finding the pairs that
+    occur would synchronise with the device every step. Same values and gradients as the full computation; and the
+    forward pass runs on the ``meta`` device (which has no data, so any data-dependent size would fail there)."""
+    from grokkit.models import transformer
+
+    vocab = Vocabulary(29, (23, 29))
+    shape = TransformerShape(vocab.d_vocab, vocab.n_classes, d_model=32, n_heads=2, d_head=16, d_mlp=64)
+    model = EnsembleTransformer(shape, [0, 1]).double()
+    tokens = _data(vocab, 2).tokens
+    monkeypatch.setattr(transformer.EnsembleTransformer, "_table_rows", lambda self, tok, pos: transformer._TableRows(
+        tok, pos, self.shape.d_vocab, self.shape.n_heads, compact=False))
+    for positions in ([3], [2, 3]):
+        outs, grads = [], []
+        for fn in (lambda: model(tokens, positions), lambda: model.run_with_cache(tokens)[0][:, :, positions]):
+            model.zero_grad()
+            out = fn()
+            (out ** 2).sum().backward()
+            outs.append(out.detach())
+            grads.append([p.grad.clone() for p in model.parameters()])
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    monkeypatch.undo()
+    on_meta = EnsembleTransformer(shape, [0, 1]).to("meta")
+    out = on_meta(tokens.to("meta"), [2, 3])
+    assert out.device.type == "meta" and out.shape == (2, tokens.shape[1], 2, vocab.n_classes)

@@ -172,20 +172,28 @@ class _TableRows:
     """Rows and gather indices of a one-layer transformer's attention tables for one token tensor ``[K, N, T]``.
 
     ``key_rows [Rk]`` are the flattened (position, token) pairs ``position * d_vocab + token`` that occur in the
-    tokens (over all members), ``query_rows [Rq]`` those at the scored positions; the score table is
+    tokens (over all members), ``query_rows [Rq]`` those at the scored positions. With ``compact=False`` they are
+    every pair instead (no data-dependent sizes, so nothing waits for the device: the path for accelerators,
+    where finding the pairs would synchronise every step and the full tables cost little). The score table is
     ``[K, Rq, Rk, H]`` and the OV table ``[K, Rk, H, d_model]``. ``score_index [K, N, S, T]`` and ``ov_index
     [K N S, T H]`` point into them, ``resid_index [K, N, S]`` into the full ``[K, T, V]`` embedding table, and
     ``masked [1, 1, S, T, 1]`` marks the keys after each query (causal)."""
 
-    def __init__(self, tokens: torch.Tensor, positions: list[int], d_vocab: int, n_heads: int) -> None:
+    def __init__(self, tokens: torch.Tensor, positions: list[int], d_vocab: int, n_heads: int,
+                 compact: bool = True) -> None:
         k, n, t = tokens.shape
         dev = tokens.device
         n_pos = len(positions)
         pos = torch.tensor(positions, device=dev)
         key_pos = torch.arange(t, device=dev)
         flat = key_pos * d_vocab + tokens  # K N T: (position, token) pairs
-        self.key_rows, key_id = torch.unique(flat, return_inverse=True)
-        self.query_rows, query_id = torch.unique(flat[:, :, positions], return_inverse=True)  # K N S
+        if compact:
+            self.key_rows, key_id = torch.unique(flat, return_inverse=True)
+            self.query_rows, query_id = torch.unique(flat[:, :, positions], return_inverse=True)  # K N S
+        else:
+            self.key_rows, key_id = torch.arange(t * d_vocab, device=dev), flat
+            self.query_rows = (pos.view(n_pos, 1) * d_vocab + torch.arange(d_vocab, device=dev)).reshape(-1)
+            query_id = torch.arange(n_pos, device=dev).view(1, 1, n_pos) * d_vocab + tokens[:, :, positions]
         r_k, r_q = len(self.key_rows), len(self.query_rows)
         member = torch.arange(k, device=dev).view(k, 1, 1)
         self.score_index = ((member * r_q + query_id).unsqueeze(-1) * r_k + key_id.unsqueeze(2))  # K N S T
@@ -319,6 +327,8 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         """The one-layer fast path's table rows and gather indices for ``tokens``, reused while the tokens (compared
         by value) and positions are those of a recent call, as they are every step of full-batch training (one entry
         per member chunk)."""
+        if tokens.device.type != "cpu":  # full tables, rebuilt each call: a lookup by value would synchronise
+            return _TableRows(tokens, positions, self.shape.d_vocab, self.shape.n_heads, compact=False)
         cache = self.__dict__.setdefault("_rows_cache", ValueCache())  # a plain attribute: not saved, not moved
         return cache.get(tokens, tuple(positions),
                          lambda: _TableRows(tokens, positions, self.shape.d_vocab, self.shape.n_heads))
