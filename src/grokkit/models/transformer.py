@@ -204,7 +204,6 @@ class _TableRows:
         self.masked = ~(key_pos.view(1, t) <= pos.view(n_pos, 1)).view(1, 1, n_pos, t, 1)
 
 
-
 class EnsembleTransformer(EnsembleMembers, nn.Module):
     """K independent transformers of one shape. ``seeds[k]`` fixes member k's initial weights, so a member built
     inside an ensemble starts from exactly the weights it would have alone."""

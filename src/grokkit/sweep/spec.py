@@ -116,8 +116,8 @@ class SweepSpec(BaseModel):
                 raise ValueError(f"axis {key!r}: vary seeds with the sweep's `seeds`/`n_seeds`")
         for key in self.overrides:  # base overrides that every trial would replace: an error, not a silent no-op
             if key in ("seeds", "name", "members") or key.startswith("members."):
-                raise ValueError(f"override {key!r}: the sweep sets each trial's {key.split('.')[0]} itself "
-                                 "(vary seeds with the sweep's `seeds`/`n_seeds`)")
+                hint = " (vary seeds with the sweep's `seeds`/`n_seeds`)" if key != "name" else ""
+                raise ValueError(f"override {key!r}: the sweep sets each trial's {key.split('.')[0]} itself{hint}")
             if key in self.grid or key in self.zip:
                 raise ValueError(f"override {key!r}: it is an axis of the sweep, whose values replace it")
         both = set(self.grid) & set(self.zip)
