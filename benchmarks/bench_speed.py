@@ -65,12 +65,17 @@ def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
     try:
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    # a VM's model name can be as bare as "AMD EPYC": family, model and the widest vector ISA tell the CPUs apart
+    flags = info.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    name = info.get("model name", platform.processor() or platform.machine())
+    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
 
 
 def main() -> None:
