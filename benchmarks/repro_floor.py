@@ -2,10 +2,12 @@
 
 The speed work's acceptance asks the demo's results to stay "the same steps to generalise ± one evaluation". This
 measures what that bar is worth: the same code, on the same machine, trained again with only the float rounding
-changed — a different number of CPU threads (MKL and oneDNN split their reductions by thread) and the built-in
-PyTorch kernels instead of grokkit's CPU kernels (``GROKKIT_FAST_KERNELS=0``: the same maths, sums in another
-order). Each variant is an ordinary run directory (resumed if interrupted; a finished one is read, not retrained),
-run in its own process so that the environment variable and thread count apply from the start.
+changed, or might be — a different number of CPU threads (measured: no effect on training, the products split
+rows and columns over threads, not the summed axis) and the built-in PyTorch kernels instead of grokkit's CPU kernels
+(``GROKKIT_FAST_KERNELS=0``: the same maths, sums in another order). Each variant is an ordinary ``grokkit run``
+directory in its own process, so that the environment variable and thread count apply from the start; the run
+directory's own rules apply (a killed variant resumes, a finished one is read back, not retrained, and one holding
+another config — other overrides — is refused).
 
     python benchmarks/repro_floor.py --out runs/repro_floor --json docs/repro_floor.json
 
@@ -28,6 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import machine  # noqa: E402
+from grokkit.checkpoint import atomic_write_text  # noqa: E402
+from grokkit.rundir import RunDir  # noqa: E402
 
 VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
     # name: (environment, config overrides)
@@ -44,14 +48,11 @@ def default_config() -> Path:
 def run_variant(config: Path, out: Path, name: str, extra: list[str]) -> dict[str, Any]:
     env_vars, overrides = VARIANTS[name]
     directory = out / name.replace("=", "_")
-    summary_path = directory / "summary.json"
-    if not summary_path.exists():
-        env = {**os.environ, **env_vars}
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "grokkit.cli", "run", str(config), *overrides, *extra,
-                        "--out", str(directory), "--no-progress"], check=True, env=env)
-        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    summary = json.loads(summary_path.read_text())
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grokkit.cli", "run", str(config), *overrides, *extra,
+                    "--out", str(directory), "--no-progress"], check=True, env={**os.environ, **env_vars})
+    print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    summary = RunDir(directory).read_summary()
     return {
         "variant": name, "environment": env_vars, "overrides": overrides + extra, "directory": str(directory),
         "threads": summary["threads"], "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
@@ -80,9 +81,7 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(args.json)
+        atomic_write_text(args.json, text + "\n")
 
 
 if __name__ == "__main__":

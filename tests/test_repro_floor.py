@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "src" / "grokkit" / "configs" / "smoke.yaml"
 
 
-def _floor(out: Path, doc: Path) -> dict:
+def _floor(out: Path, doc: Path, steps: int = 60) -> dict:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "repro_floor.py"), "--config", str(SMOKE),
                     "--variants", "threads=1", "kernels=builtin", "--out", str(out), "--json", str(doc),
-                    "seeds=[0]", "training.steps=60", "training.eval_every=20"],
+                    "seeds=[0]", f"training.steps={steps}", "training.eval_every=20"],
                    check=True, capture_output=True, text=True)
     return json.loads(doc.read_text())
 
@@ -37,3 +39,6 @@ def test_variants_run_with_their_settings_and_resume(tmp_path: Path) -> None:
     assert {name: p.stat().st_mtime_ns for name, p in summaries.items()} == stamps
     assert again["variants"] == doc["variants"]
     assert [r["variant"] for r in doc["rows"]] == ["threads=1", "kernels=builtin"]
+    with pytest.raises(subprocess.CalledProcessError):  # other overrides on the same directories: refused
+        _floor(tmp_path / "runs", tmp_path / "floor3.json", steps=80)
+    assert not (tmp_path / "floor3.json").exists()
