@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from grokkit.errors import InputError
 from grokkit.io import _UMASK, DiskFullError, atomic_write, atomic_write_text  # noqa: F401 (re-exported)
 from grokkit.models import EnsembleModel, build_model_from_shape
 from grokkit.tasks import Vocabulary
@@ -20,7 +21,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A model or checkpoint file that is missing, corrupt or incompatible."""
 
 

@@ -32,11 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec  # noqa: E402
+from grokkit.errors import InputError
 from grokkit.rundir import RunDir  # noqa: E402
 from grokkit.tables import markdown_table  # noqa: E402
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """A comparison that cannot be made: the message says why."""
 
 

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 import grokkit.recipes  # noqa: F401  (registers every recipe and the sections they own)
+from grokkit.errors import InputError
 from grokkit.models import MODELS, ModelConfig
 from grokkit.recipes.common import EmbeddingInitConfig, InitConfig  # noqa: F401  (re-exported)
 from grokkit.recipes.continual import ContinualConfig  # noqa: F401  (re-exported)
@@ -45,7 +46,7 @@ from grokkit.tasks import TASKS, TaskConfig
 _Strict = Strict
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration that cannot be run; the message says what was wrong and what is allowed."""
 
 

@@ -11,12 +11,17 @@ from typing import Any
 
 from safetensors import SafetensorError
 
+from grokkit.errors import GrokkitError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class DiskFullError(OSError):
-    """The device ran out of space while a file was written; the file's previous version (if any) is intact."""
+class DiskFullError(GrokkitError, OSError):
+    """The device ran out of space while a file was written; the file's previous version (if any) is intact (exit
+    code 1: the run failed while running)."""
+
+    exit_code = 1
 
     def __init__(self, path: Path) -> None:
         path = Path(path)

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from grokkit.checkpoint import atomic_write_text
+from grokkit.errors import InputError
 from grokkit.rundir import CONFIG_FILE, RunDir
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -21,7 +22,7 @@ text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
 padding:8px;font-size:12px;overflow-x:auto}h2{border-bottom:1px solid #ddd;padding-bottom:3px}"""
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     pass
 
 

@@ -30,11 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec, read_yaml  # noqa: E402
+from grokkit.errors import InputError
 from grokkit.rundir import RunDir  # noqa: E402
 from grokkit.tables import markdown_table  # noqa: E402
 
 
-class ReproError(ValueError):
+class ReproError(InputError):
     """A figure that cannot be made: the message says why."""
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
+from grokkit.errors import InputError
 
 if TYPE_CHECKING:
     from grokkit.config import RunConfig
@@ -48,7 +49,7 @@ METRIC_COLUMNS = ["step", "member", "seed", "train_loss", "train_acc", "test_los
 State = Literal["new", "resume", "done"]
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run that cannot start: the message says why. Nothing has been written when this is raised."""
 
 

@@ -41,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grokkit.config import ConfigError, _format_validation_error, parse_config, read_yaml
+from grokkit.errors import InputError
 from grokkit.io import atomic_write, atomic_write_text
 from grokkit.rundir import RunDir
 from grokkit.sweep.spec import RequiredRun, SweepError, _apply, _load_mapping, _substitute, parse_sweep, trial_id
@@ -49,7 +50,7 @@ from grokkit.tables import markdown_table
 LOCK_FILE = ".tune.lock"
 
 
-class TuneError(ValueError):
+class TuneError(InputError):
     """A tune spec or directory that cannot run: the message says why."""
 
 

@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from grokkit.errors import InputError
 from grokkit.losses import collapsed_rows
 from grokkit.models import EnsembleTransformer
 
@@ -59,7 +60,7 @@ FOURIER_OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b}
 MIN_GAP = 1.5
 
 
-class AnalysisError(ValueError):
+class AnalysisError(InputError):
     """A run directory that cannot be analysed: the message says why."""
 
 

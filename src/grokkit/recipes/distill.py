@@ -13,6 +13,7 @@ from pydantic import Field
 
 from grokkit.checkpoint import CheckpointError, load_model
 from grokkit.engine import Objective
+from grokkit.errors import InputError
 from grokkit.losses import TeacherTargets, distillation_kl, distillation_loss, teacher_log_probs
 from grokkit.models import EnsembleModel, same_model
 from grokkit.recipes.common import INITIALISERS, Setup
@@ -53,7 +54,7 @@ class DistillConfig(DistillSettings):
     alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
 
 
-class TeacherError(ValueError):
+class TeacherError(InputError):
     """A teacher that cannot teach this student (missing, corrupt or incompatible)."""
 
 

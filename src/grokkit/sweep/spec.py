@@ -20,9 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grokkit.config import ConfigError, RunConfig, _format_validation_error, _set_dotted, parse_config, read_yaml
+from grokkit.errors import InputError
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """A sweep that cannot run: the message says why."""
 
 

@@ -1,0 +1,20 @@
+"""The base of every error grokkit raises on purpose: a message for a person that says what was wrong and what to do.
+
+Every known failure derives from :class:`GrokkitError`; the CLI's top level turns any of them into ``error: ...`` and
+its :attr:`~GrokkitError.exit_code` (2: bad input, nothing written; 1: a run that failed while running), never a
+traceback. Subclasses also derive from the built-in exception they always were (``ValueError``, ``OSError``), so code
+that caught those keeps working.
+"""
+
+from __future__ import annotations
+
+
+class GrokkitError(Exception):
+    """A failure grokkit knows how to explain. ``exit_code``: 2 for bad input (a config, an argument, a file that
+    cannot be used; nothing was written), 1 for a run that failed while running."""
+
+    exit_code: int = 2
+
+
+class InputError(GrokkitError, ValueError):
+    """Bad input: a config, an argument or a file that cannot be used. Nothing has been written."""
