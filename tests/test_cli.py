@@ -101,12 +101,14 @@ def test_distill_runs_from_a_teacher_run_directory(tmp_path, teacher):
 
 def test_incompatible_teacher_vocabulary_is_rejected(tmp_path, teacher):
     cfg = _student(teacher)
-    # the same tokens in another order: id 30 is P=17 here but P=13 in the teacher (a student whose vocabulary is a
-    # prefix of the teacher's reads the same ids and is accepted: tests/test_token_layout.py)
-    cfg["vocab"] = {"n_numbers": 17, "moduli": [17, 13]}
+    # the same tokens in another order are read by name (tests/test_token_layout.py); numbers the teacher never saw
+    # cannot be: the student's 17 and 18 have no token in the teacher's vocabulary
+    cfg["task"]["modulus"] = 19
+    cfg["vocab"] = {"n_numbers": 19, "moduli": [13, 17, 19]}
     out = tmp_path / "out"
     result = _run("run", _write(tmp_path, cfg), "--out", out)
-    assert result.exit_code == 2 and "vocabulary differs" in result.output and not out.exists()
+    assert result.exit_code == 2 and not out.exists()
+    assert "no token for 17, 18" in result.output and "n_numbers: 19, moduli: [13, 17, 19]" in result.output
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing", "nan"])

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
+from grokkit.engine import Outputs
+
 from grokkit.api import run
 from grokkit.checkpoint import load_model
 from grokkit.config import ConfigError, parse_config
@@ -60,13 +62,14 @@ def test_joint_task_loss_reports_every_task(tmp_path):
 def test_joint_distillation_targets_come_from_each_examples_own_teacher(teachers):
     cfg = parse_config(tiny_config(
         recipe="joint", tasks=TASKS, vocab=VOCAB, seeds=[0],
-        joint={"mode": "distill", "teachers": [str(teachers["t17"]), str(teachers["t13"])], "temperature": 2.0},
+        distill={"teacher": [str(teachers["t17"]), str(teachers["t13"])], "temperature": 2.0, "alpha": 1.0,
+                 "position": "final"},
         init={"model": str(teachers["t13"])},  # a student that *is* the mod-13 teacher
     ))
     setup = build_setup(cfg)
     with torch.no_grad():
         logits = setup.model(setup.train.tokens, setup.objective.positions)
-        per_example = setup.objective.loss(logits, setup.train, None, slice(0, 1), 0)[0]
+        per_example = setup.objective.loss(Outputs(logits), setup.train, slice(0, 1), 0, {})[0]
     is13 = setup.train.tokens[0, :, 3] == setup.vocab.modulus_token(13)
     real = setup.train.weight[0] > 0
     assert per_example[is13 & real].abs().max() < 1e-9  # KL to itself
@@ -87,8 +90,9 @@ def test_joint_distillation_trains_end_to_end(tmp_path, teachers):
 def test_continual_sequence_with_cl_measures(tmp_path, teachers, distill, inputs, recipe):
     tasks = [dict(TASKS[0], train_fraction=0.6), TASKS[1], {"op": "add", "modulus": 11, "train_fraction": 0.5}]
     cfg = parse_config(tiny_config(recipe="continual", tasks=tasks, vocab=VOCAB, seeds=[0, 1], continual={
-        "init": str(teachers["t17"]), "steps_per_stage": 40, "distill": distill, "alpha": 0.5,
-        "distill_inputs": inputs}))
+        "init": str(teachers["t17"]), "steps_per_stage": 40, "distill_inputs": inputs},
+        **({"distill": {"alpha": 0.5, "position": "final" if inputs == "previous" else "operator"}} if distill
+           else {})))
     summary = run(cfg, tmp_path / "c", progress=False, log=quiet)
     stages = sorted(p.name for p in (tmp_path / "c" / "stages").iterdir())
     assert stages == ["01-add13", "02-add11"]
@@ -98,7 +102,7 @@ def test_continual_sequence_with_cl_measures(tmp_path, teachers, distill, inputs
         stage2 = parse_config(__import__("yaml").safe_load((tmp_path / "c" / "stages" / "02-add11" / "config.yaml")
                                                           .read_text()))
         assert [t.name for t in stage2.tasks] == ["add17", "add13", "add11"]
-        assert stage2.joint.teachers[2] is None and stage2.joint.teacher_member == "matched"
+        assert stage2.distill.teacher[2] is None and stage2.distill.teacher_member == "matched"
     metrics = pd.read_csv(tmp_path / "c" / "metrics.csv")
     assert {"stage", "global_step", "test_acc@add17", "test_acc@add13", "test_acc@add11"} <= set(metrics.columns)
     assert metrics.groupby("member").global_step.apply(lambda s: s.is_monotonic_increasing).all()
@@ -120,7 +124,7 @@ def test_continual_sequence_with_cl_measures(tmp_path, teachers, distill, inputs
 
 @pytest.mark.parametrize("bad, message", [
     (tiny_config(recipe="joint", joint={}), "at least two tasks"),
-    (tiny_config(recipe="joint", tasks=TASKS, vocab=VOCAB), "needs a `joint:` section"),
+    (tiny_config(recipe="joint", tasks=TASKS, vocab=VOCAB, joint={"mode": "distill"}), "needs a `distill:` section"),
     (tiny_config(recipe="joint", tasks=TASKS, vocab=VOCAB, joint={"mode": "distill"}), "one teacher per task"),
     (tiny_config(recipe="joint", tasks=TASKS, joint={}), "vocab.moduli"),
     (tiny_config(tasks=TASKS, vocab=VOCAB), "`tasks:` is for recipes joint and continual"),
@@ -167,7 +171,7 @@ def test_joint_task_without_teacher_learns_from_labels(teachers):
     setup = build_setup(cfg)
     with torch.no_grad():
         logits = setup.model(setup.train.tokens, setup.objective.positions)
-        per_example = setup.objective.loss(logits, setup.train, None, slice(0, 1), 0)[0]
+        per_example = setup.objective.loss(Outputs(logits), setup.train, slice(0, 1), 0, {})[0]
         final = logits[:, :, setup.objective.positions.index(3)]
         ce = task_loss(final, setup.train.labels, "cross_entropy", setup.train.answer_range, torch.float64)[0]
     is13 = setup.train.tokens[0, :, 3] == setup.vocab.modulus_token(13)

@@ -60,28 +60,46 @@ def test_a_file_with_another_layout_is_refused(tmp_path):
         load_model(_rewrite(tmp_path, swap))
 
 
-def test_registering_an_operation_changes_no_existing_token_id(tmp_path, monkeypatch):
+def test_registering_an_operation_changes_no_existing_vocabulary(tmp_path, monkeypatch):
     def max_op(a: torch.Tensor, b: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.maximum(a, b) % p, torch.ones_like(a, dtype=torch.bool)
 
     monkeypatch.setitem(OPS._entries, "max", max_op)
     cfg = parse_config(_student(tmp_path))
-    vocab = build_vocab(cfg)
-    assert vocab.token_names() == V1 + ["max"]  # the new operation's token comes last
-    build_setup(cfg)  # the v1 teacher still teaches a student of the new layout (compared by token name)
+    assert build_vocab(cfg).token_names() == V1  # an add-only run: the new operation is not one of its tokens
+    build_setup(cfg)  # the committed v1 teacher still teaches it
+    init = parse_config(tiny_config(seeds=[0], task={"op": "add", "modulus": 5, "train_fraction": 0.5},
+                                    vocab={"n_numbers": 7, "moduli": [5, 7]}, model=MODEL,
+                                    init={"model": str(FIXTURE)}))
+    build_setup(init)  # and is an init: source
     new_task = parse_config(_student(tmp_path, op="max"))
-    with pytest.raises(TeacherError, match="no token for max"):
+    assert build_vocab(new_task).token_names() == V1 + ["max"]  # a run that uses it: its token comes last
+    with pytest.raises(TeacherError, match=r"no token for max.*retrain the teacher"):
         build_setup(new_task)
 
 
-def test_appending_a_modulus_changes_no_existing_token_id(tmp_path):
+def test_a_new_modulus_is_read_by_name_up_to_the_distilled_position(tmp_path):
     cfg = parse_config(_student(tmp_path, moduli=[5, 7, 3]))
     assert build_vocab(cfg).token_names() == V1 + ["P=3"]
     build_setup(cfg)
-    with pytest.raises(TeacherError, match="no token for P=3"):
-        build_setup(parse_config(_student(tmp_path, modulus=3, moduli=[5, 7, 3])))
+    # the teacher has no P=3, but at the operator position a causal teacher never reads the modulus token
+    build_setup(parse_config(_student(tmp_path, modulus=3, moduli=[5, 7, 3])))
+    final = _student(tmp_path, modulus=3, moduli=[5, 7, 3])
+    final["distill"]["position"] = "final"
+    with pytest.raises(TeacherError, match=r"no token for P=3.*distill.position: operator.*moduli: \[3, 5, 7\]"):
+        build_setup(parse_config(final))
 
 
-def test_a_teacher_whose_ids_name_other_tokens_is_refused(tmp_path):
-    with pytest.raises(TeacherError, match="token id 12 is 'P=7' here but 'P=5'"):
-        build_setup(parse_config(_student(tmp_path, modulus=7, moduli=[7, 5])))
+def test_a_teacher_reads_the_students_tokens_by_name_not_id(tmp_path):
+    """Student moduli [7, 5]: its P=7 is the teacher's id 13 and its P=5 the teacher's 12. The targets are the
+    teacher's outputs on the same pairs in its own ids."""
+    from grokkit.losses import teacher_log_probs
+
+    setup = build_setup(parse_config(_student(tmp_path, modulus=7, moduli=[7, 5])))
+    assert setup.vocab.token_names()[12:] == ["P=7", "P=5"]
+    teacher, vocab, _ = load_model(FIXTURE)
+    tokens = setup.train.tokens.clone()
+    tokens[..., 3] = vocab.modulus_token(7)  # the same inputs written in the teacher's ids
+    with torch.no_grad():
+        expected = teacher_log_probs(teacher(tokens, [2])[:, :, 0], 2.0).exp()
+    assert torch.allclose(setup.train.extras["distill.0.probs"], expected.to(torch.float64), atol=1e-12)

@@ -24,8 +24,8 @@ from grokkit.checkpoint import CheckpointError
 from grokkit.config import RunConfig
 from grokkit.engine import Trainer, TrainResult
 from grokkit.recipes import RECIPES, Setup, build_setup
-from grokkit.recipes.distill import TeacherError
-from grokkit.recipes.stages import Stage, StagedRecipe
+from grokkit.recipes.distillation import TeacherError
+from grokkit.recipes.stages import Stage, StageContext, StagedRecipe, StageResult, Stitched
 from grokkit.rundir import LOCK_FILE, METRIC_COLUMNS, RunDir, RunError, curve_title, metrics_frame, run_lock
 from grokkit.rundir import train_fraction as summary_train_fraction
 from grokkit.sinks import check_sinks, make_sinks
@@ -105,15 +105,38 @@ def _finished(rundir: RunDir, log: Callable[[str], None]) -> dict[str, Any]:
     return rundir.read_summary()
 
 
+def _stage_context() -> StageContext:
+    """What a staged recipe borrows from this layer: config parsing and reading a run directory's config."""
+    from grokkit.config import ConfigError, parse_config
+
+    def parse(data: dict[str, Any], source: str) -> RunConfig:
+        try:
+            return parse_config(data, source)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+    def read_config(path: Path) -> RunConfig | None:
+        d = RunDir(path)
+        if not d.has_config():
+            return None
+        try:
+            return d.read_config()
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+    return StageContext(parse=parse, read_config=read_config)
+
+
 def _run_staged(recipe: StagedRecipe, cfg: RunConfig, rundir: RunDir | None, progress: bool | None,
                 log: Callable[[str], None]) -> dict[str, Any]:
-    """Drive a recipe made of stages: run each stage it yields into its own directory (a finished stage is skipped,
-    a killed one resumes), holding ``rundir``'s lock throughout, then let the recipe stitch the results."""
+    """Drive a recipe made of stages: parse and run each stage it yields into its own directory (a finished stage is
+    skipped, a killed one resumes), holding ``rundir``'s lock throughout, then write what the recipe stitched."""
     if rundir is None:
-        raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give --out")
+        raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give an output directory")
     if rundir.state(cfg) == "done":
         return _finished(rundir, log)
-    stages = recipe.stages(cfg, rundir)
+    context = _stage_context()
+    stages = recipe.stages(cfg, rundir.path, context)
     try:  # the recipe validates every stage's config before its first stage; nothing is written yet
         stage: Stage | None = next(stages)
     except StopIteration:
@@ -125,16 +148,40 @@ def _run_staged(recipe: StagedRecipe, cfg: RunConfig, rundir: RunDir | None, pro
             stages.close()
             return _finished(rundir, log)
         rundir.write_config(cfg)
-        summaries: list[dict[str, Any]] = []
+        results: list[StageResult] = []
         while stage is not None:
             for note in stage.notes:
                 log(note)
-            summaries.append(run(stage.config, stage.directory, progress=progress, log=log))
             try:
-                stage = stages.send(summaries[-1])
+                stage_cfg = context.parse(stage.config, f"stage {stage.name} of {cfg.name}")
+            except ValueError as err:
+                raise RunError(str(err)) from None
+            summary = run(stage_cfg, stage.directory, progress=progress, log=log)
+            results.append(StageResult(stage.name, stage.directory, summary, RunDir(stage.directory).read_metrics()))
+            try:
+                stage = stages.send(results[-1])
             except StopIteration:
                 stage = None
-        return recipe.finish(cfg, rundir, summaries)
+        try:
+            stitched = recipe.finish(cfg, results)
+        except ValueError as err:
+            raise RunError(str(err)) from None
+        return _write_stitched(rundir, stitched)
+
+
+def _write_stitched(rundir: RunDir, s: Stitched) -> dict[str, Any]:
+    """A staged run's own files from what its recipe stitched; the summary last."""
+    rundir.write_metrics(s.metrics)
+    if s.model_from is not None:
+        rundir.copy_model_from(RunDir(s.model_from.parent))
+    elif s.model is not None:
+        rundir.write_model(*s.model)
+    if s.figure is not None:
+        rundir.write_figure(s.figure)
+    elif s.curves is not None:
+        rundir.write_curves(*s.curves)
+    rundir.write_summary(s.summary)
+    return s.summary
 
 
 def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, progress: bool | None,
@@ -142,6 +189,8 @@ def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, prog
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     out_path = rundir.path if rundir is not None else None
+    for note in setup.notes:
+        log(note)
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
                       task_sets=setup.task_sets, frozen=setup.frozen, val=setup.val)
     if rundir is not None:

@@ -19,6 +19,9 @@ MODEL_FORMAT = "grokkit-model-v1"
 CHECKPOINT_FORMAT = "grokkit-checkpoint-v1"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
+#: a run directory's summary (written last: a directory with one is a finished run)
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
 
 
 class CheckpointError(InputError):
@@ -60,7 +63,11 @@ def load_model(path: str | Path) -> tuple[EnsembleModel, Vocabulary, dict[str, A
     """Load a model file, or the model of a run directory. Raises :class:`CheckpointError` with the reason."""
     path = Path(path)
     if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise CheckpointError(describe_missing_model(path))
         path = path / MODEL_FILE
+    elif not path.exists():
+        raise CheckpointError(describe_missing_model(path))
     tensors, meta = _load_tensors(path, "model file")
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"model file {path} is not a grokkit model (format {meta.get('format')!r})")
@@ -94,6 +101,45 @@ def load_model(path: str | Path) -> tuple[EnsembleModel, Vocabulary, dict[str, A
                 raise CheckpointError(f"model file {path}: {name} holds NaN or inf")
             p.copy_(t)
     return model, vocab, meta
+
+
+def describe_missing_model(path: Path) -> str:
+    """Why ``path`` (given where a trained model is expected: a teacher, ``init:``) holds no model, and what to give
+    instead: a sweep directory (with the paths of the runs it trained first, e.g. its teacher), an unfinished run
+    (with the command that finishes it), a folder that holds no run, or nothing at all."""
+    path = Path(path)
+    if not path.exists():
+        near = sorted(p.name for p in path.parent.glob(path.name[:3] + "*")) if path.parent.is_dir() else []
+        hint = f" (in {path.parent}: {', '.join(near[:5])})" if near else ""
+        return (f"{path} does not exist{hint}: give a finished run directory (it holds {MODEL_FILE}) or a model "
+                ".safetensors file")
+    if (path / "sweep.yaml").is_file():
+        runs = sorted(str(p) for p in (path / "requires").glob("*") if (p / MODEL_FILE).is_file())
+        trials = path / "trials"
+        return (f"{path} is a sweep directory, not a run: give one of its runs"
+                + (f"; the runs it trained first (e.g. a teacher): {', '.join(runs)}" if runs else "")
+                + (f"; its trials are in {trials}/<trial>" if trials.is_dir() else ""))
+    if (path / CONFIG_FILE).is_file():
+        state = (f"an unfinished run (its checkpoint is {path / CHECKPOINT_FILE})" if (path / CHECKPOINT_FILE).exists()
+                 else "an unfinished run (no checkpoint yet)")
+        return (f"{path} is {state}, so it has no {MODEL_FILE} yet: finish it with "
+                f"`grokkit run {path / CONFIG_FILE} --out {path}` (it resumes), then use it")
+    return f"{path} is a directory that holds no grokkit run ({MODEL_FILE} is missing)"
+
+
+def run_summary(path: str | Path) -> dict[str, Any] | None:
+    """The summary of the run a model file belongs to (``summary.json`` of a run directory, or beside a model file
+    in one); None for a bare model file or an unreadable summary."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    summary = folder / SUMMARY_FILE
+    if not summary.is_file():
+        return None
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

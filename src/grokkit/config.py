@@ -18,17 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 import grokkit.recipes  # noqa: F401  (registers every recipe and the sections they own)
 from grokkit.errors import InputError
-from grokkit.models import MODELS, ModelConfig
+from grokkit.models import MODELS, ModelConfig, ModelSpec
 from grokkit.recipes.common import EmbeddingInitConfig, InitConfig  # noqa: F401  (re-exported)
 from grokkit.recipes.continual import ContinualConfig  # noqa: F401  (re-exported)
-from grokkit.recipes.distill import DistillConfig, DistillSettings  # noqa: F401  (re-exported)
+from grokkit.recipes.distillation import DistillConfig  # noqa: F401  (re-exported)
 from grokkit.recipes.joint import JointConfig  # noqa: F401  (re-exported)
 from grokkit.recipes.registry import RECIPES, SECTIONS
 from grokkit.recipes.transfer import TransferConfig  # noqa: F401  (re-exported)
@@ -41,7 +41,7 @@ from grokkit.sections import (  # noqa: F401  (re-exported)
     TransformConfig,
     VocabConfig,
 )
-from grokkit.tasks import TASKS, TaskConfig
+from grokkit.tasks import TASKS, ModularTaskConfig, TaskConfig
 
 _Strict = Strict
 
@@ -52,38 +52,49 @@ class ConfigError(InputError):
 
 @dataclass(frozen=True)
 class MemberSetting:
-    """A setting a member may have of its own: the dotted section key it falls back to, and when it applies."""
+    """A setting a member may have of its own: the dotted section key it falls back to, the config class that owns
+    that key (its type, bounds and description are the member field's), and when it applies."""
 
     default: str
+    owner: type[BaseModel]
     #: a sentence for the error when a member sets it where it does not apply
     applies: str
 
 
 #: Every member-level setting, with the section value a member without its own value takes. The one place that
-#: answers "what is member k's lr / alpha / ...": :meth:`RunConfig.member_values`.
+#: answers "what is member k's lr / alpha / ...": :meth:`RunConfig.member_values`. ``MemberConfig``'s fields are made
+#: from these (never declared twice).
 MEMBER_SETTINGS: dict[str, MemberSetting] = {
-    "lr": MemberSetting("optimizer.lr", "always"),
-    "weight_decay": MemberSetting("optimizer.weight_decay", "always"),
-    "train_fraction": MemberSetting("task.train_fraction", "single modular task"),
-    "alpha": MemberSetting("distill.alpha", "distillation"),
-    "temperature": MemberSetting("distill.temperature", "distillation"),
-    "init_scale": MemberSetting("model.init_scale", "always"),
+    "lr": MemberSetting("optimizer.lr", OptimizerConfig, "always"),
+    "weight_decay": MemberSetting("optimizer.weight_decay", OptimizerConfig, "always"),
+    "train_fraction": MemberSetting("task.train_fraction", ModularTaskConfig, "single modular task"),
+    "alpha": MemberSetting("distill.alpha", DistillConfig, "distillation"),
+    "temperature": MemberSetting("distill.temperature", DistillConfig, "distillation"),
+    "init_scale": MemberSetting("model.init_scale", ModelSpec, "always"),
 }
 
 
-class MemberConfig(Strict):
-    """One ensemble member: its seed and any hyper-parameters of its own (the rest come from the run config, see
-    :data:`MEMBER_SETTINGS`)."""
+def _member_field(name: str, setting: MemberSetting) -> tuple[Any, Any]:
+    """A member's own value of a setting: optional, with the owning field's type and bounds."""
+    owner = setting.owner.model_fields[name.split(".")[-1]]
+    inner = Annotated[(owner.annotation, *owner.metadata)] if owner.metadata else owner.annotation
+    return (inner | None, Field(None, description=f"this member's `{setting.default}` (default: the section's)"))
 
+
+class _MemberBase(Strict):
     seed: int
-    lr: float | None = Field(None, gt=0)
-    weight_decay: float | None = Field(None, ge=0)
-    train_fraction: float | None = Field(None, gt=0, lt=1)
-    alpha: float | None = Field(None, ge=0, le=1)
-    temperature: float | None = Field(None, gt=0)
-    init_scale: float | None = Field(None, gt=0, description="this member's model.init_scale")
     split_seed: int | None = Field(
         None, description="seed of this member's train/test split; default: `seed` (a task's split_seed wins)")
+
+
+#: One ensemble member: its seed and any hyper-parameters of its own (the rest come from the run config, see
+#: :data:`MEMBER_SETTINGS`, from which its fields are made).
+MemberConfig = create_model(  # type: ignore[call-overload]
+    "MemberConfig", __base__=_MemberBase, __module__=__name__,
+    **{name: _member_field(name, s) for name, s in MEMBER_SETTINGS.items()},
+)
+MemberConfig.__doc__ = ("One ensemble member: its seed and any hyper-parameters of its own (the rest come from the run "
+                        "config, see MEMBER_SETTINGS).")
 
 
 def _get_dotted(obj: Any, key: str) -> Any:
@@ -114,6 +125,11 @@ class _RunConfigBase(Strict):
     def _known_recipe(cls, v: str) -> str:
         RECIPES.get(v)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return migrate_legacy(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> _RunConfigBase:
@@ -151,20 +167,23 @@ class _RunConfigBase(Strict):
             raise ValueError(f"`tasks:` is for recipes {' and '.join(multi)}, not {self.recipe!r}; use `task:`")
         if self.init is not None and self.embedding_init is not None:  # type: ignore[attr-defined]
             raise ValueError("give either `init:` (all weights) or `embedding_init:`, not both")
+        missing = recipe.needs - self.task.capabilities
+        if missing:
+            takers = [r for r, rec in RECIPES.items() if not rec.needs - self.task.capabilities]
+            raise ValueError(f"recipe {self.recipe!r} needs tasks with {', '.join(sorted(missing))}, which "
+                             f"task.kind={self.task.kind} lacks; it runs with recipes {', '.join(takers)}")
         if recipe.check is not None:
             recipe.check(self)  # type: ignore[arg-type]
-        if not self.task.is_modular:
-            if not recipe.bit_tasks:
-                takers = [r for r, rec in RECIPES.items() if rec.bit_tasks]
-                raise ValueError(f"task.kind={self.task.kind} runs with recipes {' and '.join(takers)}, not "
-                                 f"{self.recipe!r}")
+        if "shared_vocabulary" not in self.task.capabilities:
             if self.eval_tasks or self.vocab != VocabConfig():
-                raise ValueError(f"task.kind={self.task.kind} has its own vocabulary (tokens 0/1) and no eval_tasks: "
-                                 "drop `vocab:` and `eval_tasks:`")
+                raise ValueError(f"task.kind={self.task.kind} has its own vocabulary and no eval_tasks: drop `vocab:` "
+                                 "and `eval_tasks:`")
             return self
-        bits = [t.name for t in (self.tasks or []) + list(self.eval_tasks or []) if not t.is_modular]
-        if bits:
-            raise ValueError(f"tasks {bits} are not modular: `tasks:` and `eval_tasks:` take modular tasks only")
+        own = [t.name for t in (self.tasks or []) + list(self.eval_tasks or [])
+               if "shared_vocabulary" not in t.capabilities]
+        if own:
+            raise ValueError(f"tasks {own} have vocabularies of their own: `tasks:` and `eval_tasks:` take tasks "
+                             "that share the run's `vocab:` (kind modular)")
         moduli = [t.modulus for t in self.all_tasks() + list(self.eval_tasks or [])]
         n = self.vocab.n_numbers
         if n is not None and n < max(moduli):
@@ -220,6 +239,56 @@ class _RunConfigBase(Strict):
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         return yaml.safe_dump(data, sort_keys=False)
+
+
+#: distillation settings that ``joint:`` and ``continual:`` carried before the one ``distill:`` section, with the
+#: defaults those sections gave them
+_LEGACY_JOINT = {"teachers": None, "teacher_member": 0, "alpha": 1.0, "temperature": 2.0, "position": "final"}
+_LEGACY_CONTINUAL = {"distill": False, "alpha": 0.5, "temperature": 2.0, "position": "operator"}
+
+
+def migrate_legacy(data: Any) -> Any:
+    """A config mapping written before distillation had one section, rewritten to today's: ``joint: {mode: distill,
+    teachers, alpha, ...}`` becomes ``distill: {teacher, combine: route, ...}`` and ``continual: {distill: true,
+    alpha, ...}`` becomes a ``distill:`` section (with the defaults those sections had). Run directories and sweeps
+    written then read as the same runs."""
+    if not isinstance(data, dict):
+        return data
+    joint = data.get("joint")
+    if isinstance(joint, dict) and set(joint) & set(_LEGACY_JOINT):
+        joint = dict(joint)
+        old = {k: joint.pop(k) for k in list(joint) if k in _LEGACY_JOINT}
+        data = dict(data, joint=joint)
+        if joint.get("mode", "task_loss") == "distill":
+            if "distill" in data:
+                raise ValueError("`joint:` carries distillation settings (teachers, alpha, ...) of an earlier version "
+                                 "and `distill:` is set too: move them into `distill:`")
+            settings = {**_LEGACY_JOINT, **old}
+            data["distill"] = {"teacher": settings.pop("teachers"), "combine": "route", **settings}
+    continual = data.get("continual")
+    if isinstance(continual, dict) and set(continual) & set(_LEGACY_CONTINUAL):
+        continual = dict(continual)
+        old = {k: continual.pop(k) for k in list(continual) if k in _LEGACY_CONTINUAL}
+        data = dict(data, continual=continual)
+        settings = {**_LEGACY_CONTINUAL, **old}
+        if settings.pop("distill"):
+            if "distill" in data:
+                raise ValueError("`continual:` carries distillation settings (distill, alpha, ...) of an earlier "
+                                 "version and `distill:` is set too: move them into `distill:`")
+            data["distill"] = settings
+    return data
+
+
+def drop_unused_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping without the optional sections its recipe does not read (``Recipe.sections_taken``): a sweep's
+    or a tune's base may carry a section (e.g. ``distill:``) that only some trials read. Nothing else is dropped, and
+    a single run's config is never passed through this (there an unused section is an error)."""
+    data = migrate_legacy(data)
+    recipe = RECIPES.get(data.get("recipe", "scratch")) if data.get("recipe", "scratch") in RECIPES else None
+    if recipe is None:
+        return data
+    taken = recipe.sections_taken(data)
+    return {k: v for k, v in data.items() if k not in SECTIONS or k in taken}
 
 
 #: Settings that change how a run executes, not what it computes: a run resumes when only these differ.

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.func import functional_call
@@ -29,8 +29,23 @@ from grokkit.sections import LossConfig, OptimizerConfig, TrainingConfig
 from grokkit.tasks import POSITIONS, EnsembleExamples
 
 FINAL = POSITIONS["final"]
+#: the names of an objective's own parameters among the trained ones (and in checkpoints)
+OBJECTIVE_PREFIX = "objective."
 #: Rows (examples x scored positions) per member chunk on CPU: the activations of a chunk stay in cache.
 CPU_CHUNK_ROWS = 8192
+
+
+class Outputs(NamedTuple):
+    """What the model computes at the scored positions for a batch: ``logits [K, n, len(positions), C]`` and, when
+    the objective asks for it (``Objective.hidden``), the residual stream the unembedding reads, ``hidden [K, n,
+    len(positions), d_hidden]`` (else None)."""
+
+    logits: torch.Tensor
+    hidden: torch.Tensor | None = None
+
+
+#: ``loss(out, batch, members, step, params) -> [K, n]`` (see :class:`Objective`)
+ObjectiveLoss = Callable[[Outputs, EnsembleExamples, slice, int, dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -38,19 +53,25 @@ class Objective:
     """What a recipe trains for.
 
     ``positions``: the sequence positions the model must score (the final position must be among them).
-    ``loss(logits, batch, rows, members, step)``: per-example losses ``[K, n]`` from logits
-    ``[K, n, len(positions), C]``; ``rows [K, n]`` are the batch's row numbers in the training set, for per-row
-    targets such as precomputed teacher outputs (None: the full training set, in order); ``members`` is the member
-    slice being computed; ``step`` the number of optimiser steps taken so far (for schedules).
+    ``loss(out, batch, members, step, params)``: per-example losses ``[K, n]`` from the model's :class:`Outputs` at
+    ``positions``; ``batch`` holds the rows being trained on, with any per-row targets the recipe attached
+    (``EnsembleExamples.extras``, sliced with the rows); ``members`` is the member slice being computed; ``step`` the
+    number of optimiser steps taken so far (for schedules); ``params`` the member slice of the objective's own
+    trained parameters (below), with gradients.
     ``final``: the position the answer is read from (evaluation, accuracy); the modular tasks' final token by
     default, the last bit for bit tasks.
+    ``hidden``: the loss reads the residual stream (``out.hidden``).
+    ``parameters``: tensors ``[K, ...]`` the loss itself trains (e.g. a projection of hidden-state distillation),
+    optimised with the model's parameters by the same optimiser and checkpointed with them; not part of the model.
     ``evaluate(model, data) -> (loss [K], accuracy [K])``: what an evaluation measures on a data set (train, test,
     validation, each watched task); None: the task loss and accuracy at ``final`` (:meth:`Trainer.task_metrics`)."""
 
     positions: list[int]
-    loss: Callable[[torch.Tensor, EnsembleExamples, torch.Tensor | None, slice, int], torch.Tensor]
+    loss: ObjectiveLoss
     final: int = FINAL
     evaluate: Callable[[Any, EnsembleExamples], tuple[torch.Tensor, torch.Tensor]] | None = None
+    hidden: bool = False
+    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,14 @@ class Trainer:
             raise ValueError(f"cannot freeze {unknown}: the model has no such parameters")
         self.param_names = [n for n, _ in self.model.named_parameters() if n not in self.frozen]
         self.params = [p for n, p in self.model.named_parameters() if n not in self.frozen]
+        # the objective's own parameters (e.g. a projection) train with the model's, after them
+        self.objective_params = {n: p.detach().to(self.device).clone() for n, p in objective.parameters.items()}
+        bad = [n for n, p in self.objective_params.items() if p.shape[0] != k]
+        if bad:
+            raise ValueError(f"objective parameters {bad} need a leading member axis of {k}")
+        self.n_model_params = len(self.params)
+        self.param_names += [OBJECTIVE_PREFIX + n for n in self.objective_params]
+        self.params += list(self.objective_params.values())
         self.optimizer = EnsembleOptimizer(
             self.params, opt.name, lr, wd, tuple(opt.betas), opt.eps, opt.momentum, opt.warmup_steps
         )
@@ -194,10 +223,10 @@ class Trainer:
         self._last_snapshot = -1
 
     # ------------------------------------------------------------------------------------------------ one step
-    def _batch(self) -> tuple[EnsembleExamples, torch.Tensor | None]:
-        """The batch and its row numbers in the training set (None: the full training set, in order)."""
+    def _batch(self) -> EnsembleExamples:
+        """The batch: the full training set, or each member's random rows (their extras with them)."""
         if self.batch_size is None:
-            return self.train_set, None
+            return self.train_set
         picks = []
         for g, n_valid in zip(self.generators, self.n_valid):
             idx = torch.randperm(n_valid, generator=g)[: self.batch_size]
@@ -205,20 +234,25 @@ class Trainer:
                 idx = torch.cat([idx, torch.arange(n_valid, n_valid + self.batch_size - len(idx))])
             picks.append(idx)
         rows = torch.stack(picks).to(self.device)
-        return self.train_set.select(rows), rows
+        return self.train_set.select(rows)
 
-    def _member_losses(self, params: dict[str, torch.Tensor], batch: EnsembleExamples, rows: torch.Tensor | None,
-                       members: slice) -> torch.Tensor:
-        tokens = batch.tokens[members]
-        logits = functional_call(self.model, params, (tokens, self.objective.positions))
-        sub = EnsembleExamples(tokens, batch.labels[members], batch.answer_range[members], batch.weight[members])
-        per_example = self.objective.loss(logits, sub, None if rows is None else rows[members], members, self.step)
+    def _member_losses(self, params: dict[str, torch.Tensor], batch: EnsembleExamples, members: slice) -> torch.Tensor:
+        sub = batch.members(members)
+        model_params = {n: p for n, p in params.items() if not n.startswith(OBJECTIVE_PREFIX)}
+        own = {n[len(OBJECTIVE_PREFIX):]: p for n, p in params.items() if n.startswith(OBJECTIVE_PREFIX)}
+        if self.objective.hidden:
+            logits, hidden = functional_call(self.model, model_params, (sub.tokens, self.objective.positions),
+                                             {"hidden": True})
+            out = Outputs(logits, hidden)
+        else:
+            out = Outputs(functional_call(self.model, model_params, (sub.tokens, self.objective.positions)))
+        per_example = self.objective.loss(out, sub, members, self.step, own)
         w = sub.weight.to(per_example.dtype)
         return (per_example * w).sum(1) / w.sum(1)
 
     def train_step(self) -> torch.Tensor:
         """One optimiser step for every member; returns the per-member objective ``[K]`` before the step."""
-        batch, rows = self._batch()
+        batch = self._batch()
         k = len(self.seeds)
         if self.chunk < k and self._grad_buffers is None:  # chunks write their gradients here; allocated once
             self._grad_buffers = [torch.empty_like(p) for p in self.params]
@@ -227,7 +261,7 @@ class Trainer:
         for start in range(0, k, self.chunk):
             members = slice(start, min(k, start + self.chunk))
             leaves = {n: p[members].detach().requires_grad_() for n, p in zip(self.param_names, self.params)}
-            loss = self._member_losses(leaves, batch, rows, members)
+            loss = self._member_losses(leaves, batch, members)
             finite = torch.isfinite(loss)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
             losses.append(loss.detach())
@@ -357,6 +391,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, torch.Tensor]:
         out = {f"model.{n}": p for n, p in self.model.named_parameters()}
+        out.update({OBJECTIVE_PREFIX + n: p for n, p in self.objective_params.items()})
         out.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items()})
         for key, tensors in self.transform_state.items():
             for i, t in enumerate(tensors):
@@ -380,6 +415,8 @@ class Trainer:
         with torch.no_grad():
             for n, p in self.model.named_parameters():
                 p.copy_(tensors[f"model.{n}"])
+            for n, p in self.objective_params.items():
+                p.copy_(tensors[OBJECTIVE_PREFIX + n])
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")})
         for key, ts in self.transform_state.items():
             self.transform_state[key] = [tensors[f"transform.{key}.{i}"].to(t.device) for i, t in enumerate(ts)]

@@ -7,6 +7,7 @@ a model whose head covers numbers ``0..112`` be trained and scored on mod 107 an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -150,3 +151,133 @@ def distillation_loss(
     (which keeps the KL gradient's scale independent of T)."""
     scale = torch.as_tensor(temperature, dtype=kl.dtype, device=kl.device) ** 2 if t2_scaling else 1.0
     return (1 - alpha) * task + alpha * scale * kl
+
+
+# --- distillation divergences ------------------------------------------------------------------------------------
+#
+# A divergence compares the student's output at the distilled position with a frozen teacher's. What the teacher's
+# side is made of, once, before training, for every training row (``targets``), and the per-example loss each step
+# (``__call__``) are the divergence's own; the distillation component (grokkit.recipes.distillation) combines
+# several teachers, mixes the term with the task loss by alpha and its schedule, and keeps the targets with the
+# training rows so that the engine slices them with every batch. A new divergence is one class and one
+# ``DIVERGENCES.add(name, instance)``.
+
+
+class Divergence:
+    """How a student's output is pulled towards a teacher's, per example.
+
+    ``reads``: what it compares, ``"log_probs"`` (the teacher's softened distribution log softmax(teacher / T) over
+    the aligned classes: KL-type divergences, which several teachers combine as a mean of probabilities or of logits),
+    ``"logits"`` (the teacher's raw logits over the aligned classes) or ``"hidden"`` (the residual stream that feeds the
+    unembedding, ``[..., d_model]``).
+    ``targets(teacher, temperature)``: what every step needs of the teacher's side, from ``teacher [K, n, X]`` (X:
+    classes or width) and ``temperature [K, 1]``: a dict of tensors ``[K, n, ...]`` (computed once; they travel with the
+    training rows).
+    ``__call__(student, targets, temperature, params)``: the per-example loss ``[K, n]`` from the student's output
+    ``[K, n, X']`` (logits over the aligned classes, or its residual stream), the batch's targets, ``temperature
+    [K, 1]`` and the divergence's own trained parameters (``params``, e.g. a projection, member axis first).
+    ``parameters(student_width, teacher_width, seeds)``: those parameters' initial values, ``{name: [K, ...]}``.
+    ``t2_scaling``: whether ``distill.t2_scaling`` (Hinton's T^2 factor) means something for it."""
+
+    reads: str = "log_probs"
+    t2_scaling: bool = True
+
+    def targets(self, teacher: torch.Tensor, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, student: torch.Tensor, targets: dict[str, torch.Tensor], temperature: torch.Tensor,
+                 params: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def parameters(self, student_width: int, teacher_width: int, seeds: list[int]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class ForwardKL(Divergence):
+    """KL(q_T || q_S), q = softmax(logits / T) (Hinton et al.; the paper's equation 4): mass the teacher gives a class
+    must be given by the student. Targets: q_T and sum q_T log q_T (:class:`TeacherTargets`), so a step computes only
+    the cross term."""
+
+    def targets(self, teacher: torch.Tensor, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        t = TeacherTargets.from_log_probs(teacher)
+        return {"probs": t.probs, "neg_entropy": t.neg_entropy}
+
+    def __call__(self, student: torch.Tensor, targets: dict[str, torch.Tensor], temperature: torch.Tensor,
+                 params: dict[str, torch.Tensor]) -> torch.Tensor:
+        teacher = TeacherTargets(targets["probs"], targets["neg_entropy"])
+        return distillation_kl(student, teacher, temperature, None, targets["probs"].dtype)
+
+
+class ReverseKL(Divergence):
+    """KL(q_S || q_T): mode-seeking; the student is penalised for mass where the teacher has little."""
+
+    def targets(self, teacher: torch.Tensor, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"log_probs": teacher}
+
+    def __call__(self, student: torch.Tensor, targets: dict[str, torch.Tensor], temperature: torch.Tensor,
+                 params: dict[str, torch.Tensor]) -> torch.Tensor:
+        log_t = targets["log_probs"]
+        log_s = log_softmax(student.to(log_t.dtype) / temperature.unsqueeze(-1))
+        # classes the teacher gives exactly 0 (underflow) would make the term infinite: floor them at the dtype's tiny
+        log_t = log_t.clamp(min=math.log(torch.finfo(log_t.dtype).tiny))
+        return (log_s.exp() * (log_s - log_t)).sum(-1)
+
+
+class LogitMSE(Divergence):
+    """Mean squared difference of the logits over the aligned classes (Ba & Caruana's logit matching); the
+    temperature plays no part."""
+
+    reads = "logits"
+    t2_scaling = False
+
+    def targets(self, teacher: torch.Tensor, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": teacher}
+
+    def __call__(self, student: torch.Tensor, targets: dict[str, torch.Tensor], temperature: torch.Tensor,
+                 params: dict[str, torch.Tensor]) -> torch.Tensor:
+        t = targets["logits"]
+        return (student.to(t.dtype) - t).pow(2).mean(-1)
+
+
+class HiddenMSE(Divergence):
+    """Feature distillation: mean squared difference between the teacher's residual stream at the distilled position
+    and the student's. Where the widths differ the student's is mapped by a learned linear projection ``W_proj [K,
+    d_student, d_teacher]`` (Gaussian, std 1/sqrt(d_student), seeded per member), which trains with the model (the
+    engine optimises a loss's own parameters); where they agree the two are compared directly (``hidden_mse_proj``:
+    a projection always)."""
+
+    reads = "hidden"
+    t2_scaling = False
+
+    def __init__(self, always_project: bool = False) -> None:
+        #: learn a projection even where the widths agree (``hidden_mse_proj``): residual bases of independently
+        #: trained networks need not line up, and the projection lets the student keep its own
+        self.always_project = always_project
+
+    def targets(self, teacher: torch.Tensor, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"hidden": teacher}
+
+    def parameters(self, student_width: int, teacher_width: int, seeds: list[int]) -> dict[str, torch.Tensor]:
+        if not (self.always_project or student_width != teacher_width):
+            return {}
+        w = torch.stack([torch.randn(student_width, teacher_width, generator=torch.Generator().manual_seed(s + 7_331))
+                         for s in seeds]) / math.sqrt(student_width)
+        return {"W_proj": w}
+
+    def __call__(self, student: torch.Tensor, targets: dict[str, torch.Tensor], temperature: torch.Tensor,
+                 params: dict[str, torch.Tensor]) -> torch.Tensor:
+        t = targets["hidden"]
+        x = student
+        if "W_proj" in params:
+            k, n, d = x.shape
+            x = torch.bmm(x, params["W_proj"].to(x.dtype)).view(k, n, -1)
+        return (x.to(t.dtype) - t).pow(2).mean(-1)
+
+
+#: distillation divergences (``distill.loss``) by name; a new one is one entry (an instance of a Divergence subclass)
+DIVERGENCES: Registry[Divergence] = Registry("distillation loss")
+DIVERGENCES.add("forward_kl", ForwardKL())
+DIVERGENCES.add("reverse_kl", ReverseKL())
+DIVERGENCES.add("logit_mse", LogitMSE())
+DIVERGENCES.add("hidden_mse", HiddenMSE())
+DIVERGENCES.add("hidden_mse_proj", HiddenMSE(always_project=True))

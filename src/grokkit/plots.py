@@ -1,4 +1,4 @@
-"""Figures in the style of the paper's: accuracy against step on a log axis, one line per member."""
+"""Figures: a run's curves (accuracy, loss and weight norm against step), comparisons, progress measures."""
 
 from __future__ import annotations
 
@@ -28,17 +28,46 @@ def _accuracy_axes(ax: plt.Axes, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
-    """Train (dashed) and test (solid) accuracy of every member against step (log x)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (seed, df) in enumerate(metrics.groupby("seed")):
-        df = df[df.step > 0]
+def _step_axis(ax: plt.Axes, steps: pd.Series) -> None:
+    """A log-like step axis that keeps step 0: symlog, linear below the first evaluation after 0."""
+    positive = steps[steps > 0]
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("optimisation step")
+    ax.grid(alpha=0.3)
+
+
+def curves_figure(metrics: pd.DataFrame, title: str) -> plt.Figure:
+    """A run's curves as grokking researchers read them: accuracy and loss (log y), train dashed and test solid, one
+    colour per member, against step on a symlog axis that keeps step 0; and the weight norm where it was recorded."""
+    has_norm = "weight_norm" in metrics and metrics.weight_norm.notna().any()
+    fig, axes = plt.subplots(1, 3 if has_norm else 2, figsize=(14 if has_norm else 10.5, 4.0))
+    members = list(metrics.groupby("member")) if "member" in metrics else [(0, metrics)]
+    for i, (_, df) in enumerate(members):
         color = f"C{i % 10}"
-        ax.plot(df.step, df.train_acc, "--", color=color, alpha=0.8, label=f"train (seed {seed})")
-        ax.plot(df.step, df.test_acc, "-", color=color, label=f"test (seed {seed})")
-    _accuracy_axes(ax, title)
-    ax.legend(fontsize=7, ncol=2, loc="best")
-    _save(fig, path)
+        seed = df.seed.iloc[0] if "seed" in df else i
+        for ax, column in zip(axes[:2], ("acc", "loss")):
+            ax.plot(df.step, df[f"train_{column}"], "--", color=color, alpha=0.8, label=f"train (seed {seed})")
+            ax.plot(df.step, df[f"test_{column}"], "-", color=color, label=f"test (seed {seed})")
+        if has_norm:
+            axes[2].plot(df.step, df.weight_norm, "-", color=color, label=f"seed {seed}")
+    for ax in axes:
+        _step_axis(ax, metrics.step)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("accuracy")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("loss")
+    if has_norm:
+        axes[2].set_ylabel("L2 weight norm")
+    axes[0].legend(fontsize=7, ncol=2 if len(members) > 3 else 1, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
+    """:func:`curves_figure` written to ``path``."""
+    _save(curves_figure(metrics, title), path)
 
 
 def plot_groups(groups: Mapping[str, pd.DataFrame], path: Path, title: str,

@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import yaml
 
-from grokkit.checkpoint import CHECKPOINT_FILE, MODEL_FILE, atomic_write, atomic_write_text, load_model, save_model
+from grokkit.checkpoint import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    atomic_write,
+    atomic_write_text,
+    load_model,
+    save_model,
+)
 from grokkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -33,9 +42,7 @@ if TYPE_CHECKING:
     from grokkit.models import EnsembleModel
     from grokkit.tasks import Vocabulary
 
-CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 #: held (an OS file lock) while a run writes its directory; removed when the run ends
 LOCK_FILE = ".run.lock"
@@ -56,8 +63,11 @@ class RunError(InputError):
 def train_fraction(cfg: RunConfig) -> float | list[float] | None:
     """The ``train_fraction`` a run's summary records: per task for multi-task recipes (continual: the tasks it
     trains on, ``tasks[1:]``), the task's for a modular task, None for bit tasks (they set ``n_train``)."""
-    if cfg.recipe == "continual" and cfg.tasks:
-        return [t.train_fraction for t in cfg.tasks[1:]]
+    from grokkit.recipes import RECIPES
+
+    recipe = RECIPES.get(cfg.recipe)
+    if recipe.trained_tasks is not None:
+        return [t.train_fraction for t in recipe.trained_tasks(cfg)]
     if cfg.tasks:
         return [t.train_fraction for t in cfg.tasks]
     return cfg.task.train_fraction if cfg.task.is_modular else None

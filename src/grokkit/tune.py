@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from grokkit.config import ConfigError, _format_validation_error, parse_config, read_yaml
+from grokkit.config import ConfigError, _format_validation_error, drop_unused_sections, parse_config, read_yaml
 from grokkit.errors import InputError
 from grokkit.io import atomic_write, atomic_write_text
 from grokkit.rundir import RunDir
@@ -173,8 +173,7 @@ def _arm_base(spec: TuneSpec, root: Path, arm: Arm, refs: dict[str, str], steps:
             data = _apply(data, {"training.steps": steps})
     except SweepError as err:
         raise TuneError(str(err)) from None
-    if data.get("recipe", "scratch") != "distill" and (data.get("transfer") or {}).get("target_recipe") != "distill":
-        data.pop("distill", None)
+    data = drop_unused_sections(data)  # a base section only some arms' recipes read
     data.pop("members", None)
     return _substitute(data, refs)
 

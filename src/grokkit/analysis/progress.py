@@ -292,8 +292,12 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
         cfg = rd.read_config()
     except ConfigError as err:
         raise AnalysisError(f"{rd.config_path} is unreadable: {err}") from None
-    if cfg.recipe == "continual":
-        raise AnalysisError(f"{run_dir} is a continual run; analyse one of its stage directories")
+    from grokkit.recipes import RECIPES
+
+    recipe = RECIPES.get(cfg.recipe)
+    if recipe.stages is not None and recipe.multi_task:
+        raise AnalysisError(f"{run_dir} is a {cfg.recipe} run of several tasks; analyse one of its stage directories "
+                            f"({run_dir}/stages/*)")
     models: list[RunModel] = []
     for snap_step, path in rd.snapshots():  # weight snapshots during training, in step order
         try:

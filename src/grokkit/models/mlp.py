@@ -167,6 +167,28 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
     def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return torch.bmm(x, w) if b is None else torch.baddbmm(b.unsqueeze(1), x, w)
 
+    #: the output reads every input position (a teacher needs a token for each)
+    causal: ClassVar[bool] = False
+
+    @property
+    def d_hidden(self) -> int:
+        """Width of the last hidden layer, what the unembedding reads (the concatenated embedding without one)."""
+        return self.unembed.W_U.shape[1]
+
+    def logits_and_hidden(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens [K, N, n_ctx]`` -> (logits ``[K, N, d_vocab_out]``, what the unembedding reads, ``[K, N,
+        d_hidden]``)."""
+        if not len(self.layers):  # the unembedding reads the concatenated embedding itself
+            k, n, t = tokens.shape
+            members = torch.arange(k, device=tokens.device).view(-1, 1, 1)
+            x = self.embed.W_E[members, tokens].reshape(k, n, t * self.shape.d_embed)
+            return self._first_layer(tokens), x
+        x = self._first_layer(tokens)
+        for layer in self.layers[1:]:
+            x = self._linear(torch.relu(x), layer.W, layer.b)
+        h = torch.relu(x)
+        return self._linear(h, self.unembed.W_U, getattr(self.unembed, "b_U", None)), h
+
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [K, N, n_ctx]`` -> logits ``[K, N, d_vocab_out]``."""
         x = self._first_layer(tokens)
@@ -176,8 +198,14 @@ class EnsembleMLP(EnsembleMembers, nn.Module):
             x = self._linear(torch.relu(x), layer.W, layer.b)
         return self._linear(torch.relu(x), self.unembed.W_U, getattr(self.unembed, "b_U", None))
 
-    def forward(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
-        """The interface the engine uses: ``[K, N, len(positions), d_vocab_out]``, the one output at every position."""
+    def forward(self, tokens: torch.Tensor, positions: Sequence[int], hidden: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The interface the engine uses: ``[K, N, len(positions), d_vocab_out]``, the one output at every position;
+        with ``hidden``, ``(logits, h)`` with ``h [K, N, len(positions), d_hidden]`` what the unembedding reads."""
+        if hidden:
+            out, h = self.logits_and_hidden(tokens)
+            return (out.unsqueeze(2).expand(*out.shape[:2], len(positions), out.shape[-1]),
+                    h.unsqueeze(2).expand(*h.shape[:2], len(positions), h.shape[-1]))
         out = self.logits(tokens)
         return out.unsqueeze(2).expand(*out.shape[:2], len(positions), out.shape[-1])
 

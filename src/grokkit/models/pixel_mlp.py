@@ -94,17 +94,32 @@ class EnsemblePixelMLP(EnsembleMembers, nn.Module):
         dtype = self.unembed.W_U.dtype
         return (tokens % self.shape.levels).to(dtype) / (self.shape.levels - 1)
 
-    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens [K, N, n_ctx]`` -> logits ``[K, N, d_vocab_out]``."""
+    #: the output reads every pixel (a teacher needs a token for each)
+    causal: ClassVar[bool] = False
+
+    @property
+    def d_hidden(self) -> int:
+        """Width of the last hidden layer, what the unembedding reads."""
+        return self.unembed.W_U.shape[1]
+
+    def logits_and_hidden(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens [K, N, n_ctx]`` -> (logits ``[K, N, d_vocab_out]``, last hidden layer ``[K, N, d_hidden]``)."""
         x = self.pixels(tokens)
         for layer in self.layers:
             x = torch.relu(torch.baddbmm(layer.b_in.unsqueeze(1), x, layer.W_in))
-        return torch.baddbmm(self.unembed.b_U.unsqueeze(1), x, self.unembed.W_U)
+        return torch.baddbmm(self.unembed.b_U.unsqueeze(1), x, self.unembed.W_U), x
 
-    def forward(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
-        """The interface the engine uses: ``[K, N, len(positions), d_vocab_out]``, the one output at every position."""
-        out = self.logits(tokens)
-        return out.unsqueeze(2).expand(*out.shape[:2], len(positions), out.shape[-1])
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens [K, N, n_ctx]`` -> logits ``[K, N, d_vocab_out]``."""
+        return self.logits_and_hidden(tokens)[0]
+
+    def forward(self, tokens: torch.Tensor, positions: Sequence[int], hidden: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The interface the engine uses: ``[K, N, len(positions), d_vocab_out]``, the one output at every position;
+        with ``hidden``, ``(logits, h)`` with ``h [K, N, len(positions), d_hidden]`` the last hidden layer."""
+        out, h = self.logits_and_hidden(tokens)
+        out = out.unsqueeze(2).expand(*out.shape[:2], len(positions), out.shape[-1])
+        return (out, h.unsqueeze(2).expand(*h.shape[:2], len(positions), h.shape[-1])) if hidden else out
 
     def run_with_cache(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The computation written out with every activation: (logits ``[K, N, C]``, cache with ``hook_pixels``

@@ -247,8 +247,19 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         """Residual stream after the embedding for every (position, token): ``[K, n_ctx, d_vocab, d_model]``."""
         return self.embed.W_E.unsqueeze(1) + self.pos_embed.W_pos.unsqueeze(2)
 
-    def forward(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
-        """Logits at the scored ``positions`` only: ``tokens [K, N, T]`` -> ``[K, N, len(positions), d_vocab_out]``.
+    #: position p's output reads tokens 0..p only (a teacher needs no token after the position it teaches at)
+    causal: ClassVar[bool] = True
+
+    @property
+    def d_hidden(self) -> int:
+        """Width of the residual stream the unembedding reads (``forward(..., hidden=True)``)."""
+        return self.shape.d_model
+
+    def forward(self, tokens: torch.Tensor, positions: Sequence[int], hidden: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the scored ``positions`` only: ``tokens [K, N, T]`` -> ``[K, N, len(positions), d_vocab_out]``;
+        with ``hidden``, also the residual stream there (after ``ln_final``, what ``W_U`` reads), ``[K, N, S,
+        d_model]``, as ``(logits, resid)``.
 
         Work after the last attention (queries, attention output, MLP, unembedding) is done only for ``positions``."""
         k, n, t = tokens.shape
@@ -261,7 +272,7 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         last = len(self.blocks) - 1
         block0 = self.blocks[0]
         if last == 0:
-            return self._single_layer(tokens, positions, table)
+            return self._single_layer(tokens, positions, table, hidden)
         qkv_table = _bmm(block0.norm1(table), block0.attn.qkv_weight())  # K T V 3He
         he = s.n_heads * s.d_head
         flat_index = (
@@ -282,9 +293,10 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         normed = block.norm1(resid)
         kv = _bmm(normed, block.attn.qkv_weight()[..., he:])
         q = _bmm(normed[:, :, positions], block.attn.qkv_weight()[..., :he])
-        return self._final_layer(block, resid[:, :, positions], q, kv, positions, t)
+        return self._final_layer(block, resid[:, :, positions], q, kv, positions, t, hidden)
 
-    def _single_layer(self, tokens: torch.Tensor, positions: list[int], table: torch.Tensor) -> torch.Tensor:
+    def _single_layer(self, tokens: torch.Tensor, positions: list[int], table: torch.Tensor, hidden: bool = False
+                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """One-layer model: nothing in the attention depends on an example except through its tokens, so
 
         * attention scores come from a table over (query position, query token, key position, key token, head),
@@ -318,9 +330,14 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         resid = gather_rows(table.reshape(-1, s.d_model), idx.resid_index) + attn_out
         block = self.blocks[0]
         resid = resid + block.mlp(block.norm2(resid))
+        return self._unembed(resid, hidden)
+
+    def _unembed(self, resid: torch.Tensor, hidden: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits from the final residual stream (after ``ln_final`` where the model has one), and that stream."""
         if hasattr(self, "ln_final"):
             resid = _layer_norm(resid, self.ln_final.w, self.ln_final.b)
-        return _bmm(resid, self.unembed.W_U)
+        logits = _bmm(resid, self.unembed.W_U)
+        return (logits, resid) if hidden else logits
 
     def _table_rows(self, tokens: torch.Tensor, positions: list[int]) -> _TableRows:
         """The one-layer fast path's table rows and gather indices for ``tokens``, reused while the tokens (compared
@@ -333,8 +350,9 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
                          lambda: _TableRows(tokens, positions, self.shape.d_vocab, self.shape.n_heads))
 
     def _final_layer(
-        self, block: Block, resid: torch.Tensor, q: torch.Tensor, kv: torch.Tensor, positions: list[int], t: int
-    ) -> torch.Tensor:
+        self, block: Block, resid: torch.Tensor, q: torch.Tensor, kv: torch.Tensor, positions: list[int], t: int,
+        hidden: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Last block and unembedding for the scored positions: ``resid, q [K, N, S, .]``, ``kv [K, N, T, 2He]``."""
         s = self.shape
         k, n = resid.shape[:2]
@@ -342,9 +360,7 @@ class EnsembleTransformer(EnsembleMembers, nn.Module):
         keys, values = kv.view(k, n, t, 2, s.n_heads, s.d_head).unbind(3)
         resid = resid + block.attn.mix(q.view(heads), keys, values, self._mask(positions, t, resid.device))
         resid = resid + block.mlp(block.norm2(resid))
-        if hasattr(self, "ln_final"):
-            resid = _layer_norm(resid, self.ln_final.w, self.ln_final.b)
-        return _bmm(resid, self.unembed.W_U)
+        return self._unembed(resid, hidden)
 
     def _split_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k, n, t, _ = qkv.shape

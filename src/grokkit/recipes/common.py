@@ -4,6 +4,7 @@ registry."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,8 @@ class Setup:
     frozen: list[str] = field(default_factory=list)
     #: the validation set (``task.val_fraction`` / ``task.n_val``): val_loss / val_acc columns; None without one
     val: EnsembleExamples | None = None
+    #: lines to print before training (what the recipe set up, e.g. its teachers, and warnings)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def multi_task(self) -> bool:
@@ -101,10 +104,14 @@ def build_vocab(cfg: RunConfig) -> Vocabulary:
     own = cfg.task.own_vocabulary()
     if own is not None:
         return own
-    moduli_used = [t.modulus for t in cfg.all_tasks() + list(cfg.eval_tasks or [])]
+    tasks = cfg.all_tasks() + list(cfg.eval_tasks or [])
+    moduli_used = [t.modulus for t in tasks]
     n = cfg.vocab.n_numbers if cfg.vocab.n_numbers is not None else max(moduli_used)
     moduli = tuple(cfg.vocab.moduli) if cfg.vocab.moduli is not None else (cfg.task.modulus,)
-    return Vocabulary(n, moduli, tuple(op for op in OPS.names() if op not in LAYOUT_V1_OPERATIONS))
+    # an operation registered after layout v1 has a token only in the vocabularies of runs that use it (so
+    # registering one changes no other run's vocabulary), in registration order
+    used = {t.op for t in tasks}
+    return Vocabulary(n, moduli, tuple(op for op in OPS.names() if op not in LAYOUT_V1_OPERATIONS and op in used))
 
 
 def member_splits(cfg: RunConfig, vocab: Vocabulary, tc: TaskSpec, use_member_fraction: bool = True) -> list[Split]:
@@ -141,8 +148,50 @@ def build_data(cfg: RunConfig, vocab: Vocabulary
     return train, test, task_sets, val
 
 
-def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> None:
-    """Copy a trained model's weights into ``model`` (``cfg.init``); raises ValueError if they do not fit."""
+#: parameters whose axis 1 (after the member axis) is the input vocabulary: their rows are matched by token name
+TOKEN_ROWS = ("embed.W_E", "embed.W_E_A")
+#: parameters whose last axis is the output classes (class c is the number c in every vocabulary)
+CLASS_COLUMNS = ("unembed.W_U", "unembed.b_U")
+
+
+def used_tokens(*sets: EnsembleExamples | None) -> set[int]:
+    """The token ids the given example sets contain."""
+    return {int(v) for s in sets if s is not None for v in s.tokens.unique().tolist()}
+
+
+def token_rows(source_vocab: Vocabulary, vocab: Vocabulary, used: set[int], what: str) -> torch.Tensor:
+    """``[d_vocab]``: for each of this run's tokens the source model's id of the same token (by name; -1: the source
+    has none). Raises ValueError naming the tokens the run's data use and the source lacks."""
+    index = vocab.ids_in(source_vocab)
+    missing = sorted(i for i in used if i < len(index) and int(index[i]) < 0)
+    if missing:
+        names = vocab.token_names()
+        raise ValueError(f"{what} has no token for {', '.join(names[i] for i in missing)}, which this run's data use "
+                         f"(its vocabulary: n_numbers={source_vocab.n_numbers}, moduli={list(source_vocab.moduli)})")
+    return index
+
+
+@torch.no_grad()
+def copy_matched(name: str, target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor, n_classes: int) -> None:
+    """Copy ``source`` into ``target`` (both with a member axis first; ``source``'s may be 1 and is broadcast),
+    matching input-token rows by name (``rows``) and output classes by number; rows and classes the source lacks
+    keep their fresh initialisation."""
+    if name in TOKEN_ROWS:
+        have = rows >= 0
+        src = source[:, rows.clamp(min=0)]
+        target[:, have] = src[:, have].expand(target.shape[0], -1, *src.shape[2:]).to(target.dtype)
+        return
+    if name in CLASS_COLUMNS and source.shape[-1] != target.shape[-1]:
+        c = min(source.shape[-1], target.shape[-1], n_classes)
+        target[..., :c] = source[..., :c].expand(target.shape[0], *source.shape[1:-1], c).to(target.dtype)
+        return
+    target.copy_(source.expand_as(target))
+
+
+def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary, used: set[int], labels: set[int]) -> None:
+    """Copy a trained model's weights into ``model`` (``cfg.init``), its input tokens matched by name and its output
+    classes by number; raises ValueError if they do not fit (another shape, a token or class this run's data use and
+    the source lacks)."""
     from grokkit.checkpoint import CheckpointError, load_model
 
     assert cfg.init is not None
@@ -150,21 +199,29 @@ def init_from(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> None:
         source, source_vocab, _ = load_model(cfg.init.model)
     except CheckpointError as err:
         raise ValueError(f"init.model: {err}") from None
-    if source_vocab != vocab or source.shape != model.shape:
-        raise ValueError(f"init.model {cfg.init.model} does not fit this run: its shape {source.shape} and vocabulary "
-                         f"{source_vocab} vs {model.shape} and {vocab}")
+    what = f"init.model {cfg.init.model}"
+    same_but_vocab = {f.name: getattr(source.shape, f.name) == getattr(model.shape, f.name)
+                      for f in dataclasses.fields(model.shape) if f.name not in ("d_vocab", "d_vocab_out")}
+    if type(source) is not type(model) or not all(same_but_vocab.values()):
+        differ = [k for k, same in same_but_vocab.items() if not same] or ["kind"]
+        raise ValueError(f"{what} does not fit this run: its {', '.join(differ)} differ ({source.shape} vs "
+                         f"{model.shape})")
+    rows = token_rows(source_vocab, vocab, used, what)
+    lacking = sorted(c for c in labels if c >= source.shape.d_vocab_out)
+    if lacking:
+        raise ValueError(f"{what} has {source.shape.d_vocab_out} output classes; this run's answers go up to "
+                         f"{max(lacking)}")
     k, member = model.n_members, cfg.init.member
     if member is None and source.n_members not in (1, k):
         raise ValueError(f"init.model has {source.n_members} members and this run {k}: set init.member")
     if member is not None and member >= source.n_members:
         raise ValueError(f"init.member={member} but init.model has {source.n_members} member(s)")
     state = source.state_dict()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            w = state[name]
-            if member is not None:
-                w = w[member:member + 1]
-            p.copy_(w.expand_as(p) if w.shape[0] == 1 else w)
+    for name, p in model.named_parameters():
+        w = state[name]
+        if member is not None:
+            w = w[member:member + 1]
+        copy_matched(name, p.data, w, rows, vocab.n_classes)
 
 
 def build_model(cfg: RunConfig, vocab: Vocabulary) -> EnsembleModel:
@@ -206,7 +263,7 @@ def _source_model(path: str) -> tuple[EnsembleModel, Vocabulary]:
 
 
 @torch.no_grad()
-def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> list[str]:
+def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary, used: set[int]) -> list[str]:
     """GrokTransfer's initialisation ``W_E = A @ B``: ``A`` = the source model's ``W_E`` (member k's for member k),
     ``B`` random. Returns the names of the parameters to freeze.
 
@@ -216,9 +273,8 @@ def init_embedding(cfg: RunConfig, model: EnsembleModel, vocab: Vocabulary) -> l
     e = cfg.embedding_init
     assert e is not None and isinstance(model.embed, FactorisedEmbed)
     source, source_vocab = _source_model(e.model)
-    if source_vocab != vocab:
-        raise ValueError(f"embedding_init.model {e.model} has vocabulary {source_vocab}, this run {vocab}")
-    a = source.embed.W_E.detach()
+    rows = token_rows(source_vocab, vocab, used, f"embedding_init.model {e.model}")
+    a = source.embed.W_E.detach()[:, rows.clamp(min=0)] * (rows >= 0).view(1, -1, 1)  # by token name; absent: 0
     k = model.n_members
     if isinstance(e.member, list):
         if len(e.member) != k or max(e.member) >= source.n_members:
@@ -253,10 +309,12 @@ def build_setup(cfg: RunConfig) -> Setup:
     train, test, task_sets, val = build_data(cfg, vocab)
     model = build_model(cfg, vocab)
     frozen: list[str] = []
+    used = used_tokens(train, test, val, *task_sets.values())
     if cfg.init is not None:
-        init_from(cfg, model, vocab)
+        labels = {int(v) for s in (train, test, val) if s is not None for v in s.labels.unique().tolist()}
+        init_from(cfg, model, vocab, used, labels)
     if cfg.embedding_init is not None:
-        frozen = init_embedding(cfg, model, vocab)
+        frozen = init_embedding(cfg, model, vocab, used)
     setup = Setup(cfg, vocab, tasks[0], model, train, test, Objective([], lambda *a: None), task_sets=task_sets,
                   tasks=tasks, frozen=frozen, val=val)
     recipe.prepare(setup)

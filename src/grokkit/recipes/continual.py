@@ -24,45 +24,43 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import Field
 
-from grokkit.checkpoint import CheckpointError, atomic_write, load_model
-from grokkit.recipes.distill import DistillSettings
+from grokkit.checkpoint import MODEL_FILE, CheckpointError, atomic_write, load_model
 from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
-from grokkit.recipes.stages import Stage, Stages
-from grokkit.rundir import RunDir
+from grokkit.recipes.stages import Stage, StageContext, StageResult, Stages, Stitched
+from grokkit.schema import Strict
 
 if TYPE_CHECKING:
     from grokkit.config import RunConfig
 
 
-class ContinualConfig(DistillSettings):
+class ContinualConfig(Strict):
     """Recipe ``continual``: start from a model grokked on ``tasks[0]``, then train on ``tasks[1]``, ``tasks[2]``, ...
-    in turn, each stage optionally distilled from the frozen model of the stage before."""
+    in turn; with a ``distill:`` section each stage is distilled from the frozen model of the stage before (the
+    distillation settings are that section's; its teacher is always the previous model)."""
 
     init: str = Field(..., description="run directory or model file of the model grokked on tasks[0]")
     init_member: int | None = Field(None, ge=0, description="see init.member")
     steps_per_stage: int = Field(2000, ge=1)
-    distill: bool = Field(False, description="distil each stage from the frozen model of the stage before (alpha, "
-                          "temperature, position: the shared distillation settings)")
     distill_inputs: Literal["current", "previous"] = Field(
-        "current", description="current: distil on the new task's inputs (the paper's reading); previous: distil the "
-        "previous model's answers on the earlier tasks' training inputs (their labels are never used) while the new "
-        "task is learnt from its labels (alpha is then 1 on the earlier tasks' rows) -- learning without forgetting "
-        "with input replay")
+        "current", description="with `distill:` — current: distil on the new task's inputs (the paper's reading); "
+        "previous: distil the previous model's answers on the earlier tasks' training inputs (their labels are "
+        "never used) while the new task is learnt from its labels (alpha is then 1 on the earlier tasks' rows) -- "
+        "learning without forgetting with input replay")
 
 
-
-def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> RunConfig:
-    """The run of stage ``i`` (1-based over ``tasks[1:]``), starting from the model at ``previous``."""
-    from grokkit.config import parse_config
-
+def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> dict[str, Any]:
+    """The run of stage ``i`` (1-based over ``tasks[1:]``), starting from the model at ``previous``, as a config
+    mapping (the driver parses it). Its distillation, if any, is the run's ``distill:`` section with the previous
+    model as teacher — every field kept."""
     c = cfg.continual
     assert c is not None and cfg.tasks is not None
     k = len(cfg.member_list())
     tasks = [t.model_dump(mode="json") for t in cfg.tasks]
     data = cfg.model_dump(mode="json")
-    for key in ("tasks", "continual", "joint", "distill", "init", "eval_tasks"):
+    distill = data.pop("distill", None)
+    for key in ("tasks", "continual", "joint", "init", "eval_tasks"):
         data.pop(key, None)
-    data["recipe"] = "distill" if c.distill else "scratch"
+    data["recipe"] = "distill" if distill is not None else "scratch"
     data["name"] = f"{cfg.name}/stage{i}-{cfg.tasks[i].name}"
     data["task"] = tasks[i]
     data["eval_tasks"] = [t for j, t in enumerate(tasks) if j != i]
@@ -73,21 +71,20 @@ def stage_config(cfg: RunConfig, i: int, previous: str, init_members: int) -> Ru
     else:
         member, teacher_member = None, ("matched" if k > 1 else 0)
     data["init"] = {"model": previous, "member": member}
-    if c.distill and c.distill_inputs == "previous":
+    if distill is not None and c.distill_inputs == "previous":
         # one joint run: the earlier tasks' training inputs taught by the previous model, the new task by its labels
         data["recipe"] = "joint"
         data["tasks"] = tasks[: i + 1]
         data["task"] = tasks[i]
         data["eval_tasks"] = tasks[i + 1:] or None
-        data["joint"] = {"mode": "distill", "teachers": [previous] * i + [None], "teacher_member": teacher_member,
-                         "alpha": 1.0, "temperature": c.temperature, "position": c.position}  # no old labels
-    elif c.distill:
-        data["distill"] = {"teacher": previous, "teacher_member": teacher_member, "alpha": c.alpha,
-                           "temperature": c.temperature, "position": c.position}
-    return parse_config(data, f"stage {i} of {cfg.name}")
+        data["distill"] = dict(distill, teacher=[previous] * i + [None], teacher_member=teacher_member,
+                               combine="route", alpha=1.0, alpha_decay_start=None)  # no old labels
+    elif distill is not None:
+        data["distill"] = dict(distill, teacher=previous, teacher_member=teacher_member)
+    return data
 
 
-def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
+def _with_init_split(cfg: RunConfig, context: StageContext) -> tuple[RunConfig, int]:
     """Evaluate tasks[0] on the initial model's own held-out pairs: take its split seed from the model file."""
     c = cfg.continual
     assert c is not None and cfg.tasks is not None
@@ -96,14 +93,12 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
     except CheckpointError as err:
         raise ValueError(f"continual.init: {err}") from None
     first = cfg.tasks[0]
-    from grokkit.config import ConfigError
-
-    init_dir = RunDir(c.init)
-    if init_dir.has_config():  # a run directory: tasks[0] must describe what the initial model was trained on
-        try:
-            trained = init_dir.read_config().task
-        except ConfigError as err:
-            raise ValueError(f"continual.init: {init_dir.config_path} is unreadable: {err}") from None
+    try:
+        trained_cfg = context.read_config(Path(c.init))
+    except ValueError as err:
+        raise ValueError(f"continual.init: {c.init}'s config is unreadable: {err}") from None
+    if trained_cfg is not None:  # a run directory: tasks[0] must describe what the initial model was trained on
+        trained = trained_cfg.task
         want = {"op": first.op, "modulus": first.modulus, "train_fraction": first.train_fraction}
         got = {k: getattr(trained, k) for k in want}
         if got != want:
@@ -121,40 +116,40 @@ def _with_init_split(cfg: RunConfig) -> tuple[RunConfig, int]:
     return cfg, model.n_members
 
 
-def stage_dir(cfg: RunConfig, rundir: RunDir, i: int) -> Path:
+def stage_dir(cfg: RunConfig, out: Path, i: int) -> Path:
     """The run directory of stage ``i`` (1-based over ``tasks[1:]``)."""
     assert cfg.tasks is not None
-    return rundir.path / "stages" / f"{i:02d}-{cfg.tasks[i].name}"
+    return Path(out) / "stages" / f"{i:02d}-{cfg.tasks[i].name}"
 
 
-def stages(cfg: RunConfig, rundir: RunDir) -> Stages:
+def stages(cfg: RunConfig, out: Path, context: StageContext) -> Stages:
     """The stages, in order (see :mod:`grokkit.recipes.stages`): stage ``i`` starts from stage ``i - 1``'s model
     (stage 1 from ``continual.init``). Every stage's config is checked, with a placeholder for the previous model,
     before the first one is yielded."""
-    resolved, init_members = _with_init_split(cfg)
+    resolved, init_members = _with_init_split(cfg, context)
     assert resolved.tasks is not None and resolved.continual is not None
     n = len(resolved.tasks)
     for i in range(1, n):  # every stage's config is valid before anything is written
-        stage_config(resolved, i, "<previous>", init_members)
+        context.parse(stage_config(resolved, i, "<previous>", init_members), f"stage {i} of {cfg.name}")
     previous = resolved.continual.init
     for i in range(1, n):
         sc = stage_config(resolved, i, previous, init_members)
-        d = stage_dir(resolved, rundir, i)
+        d = stage_dir(resolved, out, i)
         note = (f"stage {i}/{n - 1}: {resolved.tasks[i - 1].name} -> {resolved.tasks[i].name}"
-                + (" with distillation" if sc.recipe == "distill" else ""))
+                + (" with distillation" if sc["recipe"] != "scratch" else ""))
         yield Stage(f"{i:02d}-{resolved.tasks[i].name}", sc, d, (note,))
         previous = str(d)
 
 
-def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stitch the stages: ``metrics.csv`` (global step, stage, task), the last stage's model, ``curves.png`` and the
-    continual-learning summary."""
+def finish(cfg: RunConfig, results: list[StageResult]) -> Stitched:
+    """Stitch the stages: ``metrics.csv`` (global step, stage, task), the last stage's model, the continual curves
+    and the continual-learning summary."""
     assert cfg.tasks is not None
     frames = []
     offset = 0
-    for i, summary in enumerate(summaries, start=1):
+    for i, result in enumerate(results, start=1):
         name = cfg.tasks[i].name
-        m = RunDir(stage_dir(cfg, rundir, i)).read_metrics()
+        m = result.metrics.copy()
         if f"test_acc@{name}" not in m:  # a single-task stage: its test set is the new task's
             m[f"test_acc@{name}"] = m["test_acc"]
             m[f"test_loss@{name}"] = m["test_loss"]
@@ -162,13 +157,11 @@ def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> d
         m.insert(1, "task", name)
         m.insert(2, "global_step", m["step"] + offset)
         frames.append(m)
-        offset += summary["steps"]
-    metrics = rundir.write_metrics(pd.concat(frames, ignore_index=True))
-    rundir.copy_model_from(RunDir(stage_dir(cfg, rundir, len(summaries))))
-    summary = continual_summary(cfg, metrics, summaries)
-    rundir.write_figure(continual_figure(metrics, cfg))
-    rundir.write_summary(summary)
-    return summary
+        offset += result.summary["steps"]
+    metrics = pd.concat(frames, ignore_index=True)
+    summary = continual_summary(cfg, metrics, [r.summary for r in results])
+    return Stitched(summary=summary, metrics=metrics, model_from=results[-1].directory / MODEL_FILE,
+                    figure=continual_figure(metrics, cfg))
 
 
 def accuracy_matrix(metrics: pd.DataFrame, names: list[str], member: int) -> list[list[float]]:
@@ -225,7 +218,7 @@ def continual_summary(cfg: RunConfig, metrics: pd.DataFrame, stages: list[dict[s
     first = stages[0]
     return {
         "name": cfg.name, "recipe": "continual", "task": " -> ".join(names), "tasks": names,
-        "distill": bool(cfg.continual and cfg.continual.distill),
+        "distill": cfg.distill is not None,
         "train_fraction": [t.train_fraction for t in cfg.tasks[1:]],
         "steps": int(sum(s["steps"] for s in stages)),
         "wall_seconds": round(sum(s["wall_seconds"] for s in stages), 3),
@@ -261,7 +254,7 @@ def continual_figure(metrics: pd.DataFrame, cfg: RunConfig) -> Any:
         ax.fill_between(mean.index, lo.values, hi.values, color=f"C{j}", alpha=0.15)
     for start in metrics.groupby("stage")["global_step"].min().tolist()[1:]:
         ax.axvline(start, color="grey", ls=":", lw=1)
-    kd = " with distillation" if cfg.continual and cfg.continual.distill else " without distillation"
+    kd = " with distillation" if cfg.distill is not None else " without distillation"
     ax.set_title(f"{cfg.name}: continual training{kd} (mean, min-max over {metrics.member.nunique()} seeds)",
                  fontsize=9)
     ax.set_xlabel("step (all stages)")
@@ -273,6 +266,14 @@ def continual_figure(metrics: pd.DataFrame, cfg: RunConfig) -> Any:
     return fig
 
 
+def _check(cfg: RunConfig) -> None:
+    if cfg.distill is not None and cfg.distill.teacher_list():
+        raise ValueError("continual distils each stage from the model of the stage before: drop `distill.teacher` "
+                         "(the other distillation settings apply)")
+
+
 SECTIONS.add("continual", Section(ContinualConfig))
-register(Recipe("continual", stages=stages, finish=finish, sections=("continual",), required=("continual",),
-                multi_task=True, summary="a grokked model trained on one task after another, optionally distilled"))
+register(Recipe("continual", stages=stages, finish=finish, sections=("continual", "distill"),
+                trained_tasks=lambda cfg: list(cfg.tasks or [])[1:],
+                required=("continual",), multi_task=True, needs=frozenset({"shared_vocabulary"}), check=_check,
+                summary="a grokked model trained on one task after another, optionally distilled"))

@@ -37,8 +37,9 @@ class Recipe:
     ``finish`` (a sequence of runs that :func:`grokkit.api.run` drives) is given.
 
     ``sections``: the optional sections it takes (``required`` ones it needs); ``multi_task``: it trains on
-    ``tasks:`` (two or more modular tasks) instead of ``task:``; ``bit_tasks``: it also runs tasks with their own
-    vocabulary (non-modular kinds); ``check``: its own consistency rules (raise ``ValueError``)."""
+    ``tasks:`` (two or more tasks sharing one vocabulary) instead of ``task:``; ``needs``: the task capabilities it
+    relies on (``TaskSpec.capabilities``, e.g. ``shared_vocabulary``), so a task kind without them is refused with
+    the recipes that do run it; ``check``: its own consistency rules (raise ``ValueError``)."""
 
     name: str
     prepare: Callable[[Setup], None] | None = None
@@ -49,9 +50,19 @@ class Recipe:
     sections: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     multi_task: bool = False
-    bit_tasks: bool = False
+    needs: frozenset[str] = frozenset()
     check: Callable[[RunConfig], None] | None = None
     summary: str = ""
+    #: the sections a run of this recipe reads, given its config mapping (default: all of ``sections``): a sweep or a
+    #: tune whose base carries a section only some of its trials read drops it from the others
+    takes: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+
+    #: the tasks a run of this recipe trains on (for its summary's ``train_fraction``); None: all its tasks
+    trained_tasks: Callable[[RunConfig], list[Any]] | None = None
+
+    def sections_taken(self, data: dict[str, Any]) -> tuple[str, ...]:
+        """The optional sections a run of this recipe with config ``data`` reads."""
+        return self.takes(data) if self.takes is not None else self.sections
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")

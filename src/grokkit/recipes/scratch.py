@@ -24,10 +24,10 @@ def task_objective_term(setup: Setup, logits: torch.Tensor, batch: EnsembleExamp
 def prepare(setup: Setup) -> None:
     setup.objective = Objective(
         positions=[setup.task.final_position],
-        loss=lambda logits, batch, rows, members, step: task_objective_term(setup, logits[:, :, 0], batch),
+        loss=lambda out, batch, members, step, params: task_objective_term(setup, out.logits[:, :, 0], batch),
         final=setup.task.final_position,
     )
 
 
-register(Recipe("scratch", prepare=prepare, sections=INITIALISERS, bit_tasks=True,
+register(Recipe("scratch", prepare=prepare, sections=INITIALISERS,
                 summary="the task loss at the final position, nothing else"))

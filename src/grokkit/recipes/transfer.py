@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import Field
 
+from grokkit.checkpoint import MODEL_FILE, CheckpointError, load_model
 from grokkit.models import MLPConfig, ModelConfig, unfactorised
 from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
-from grokkit.recipes.stages import Stage, Stages
-from grokkit.rundir import RunDir
+from grokkit.recipes.stages import Stage, StageContext, StageResult, Stages, Stitched
 from grokkit.schema import Strict
 from grokkit.sections import OptimizerConfig
 
@@ -107,10 +107,8 @@ def weak_members(cfg: RunConfig) -> tuple[list[dict[str, Any]], list[list[int]]]
     return unique, groups
 
 
-def weak_config(cfg: RunConfig) -> RunConfig:
-    """Stage 1: the weak model, early-stopped at ``weak_threshold`` test accuracy."""
-    from grokkit.config import parse_config
-
+def weak_config(cfg: RunConfig) -> dict[str, Any]:
+    """Stage 1: the weak model, early-stopped at ``weak_threshold`` test accuracy (a config mapping)."""
     t = cfg.transfer
     assert t is not None
     data = _base(cfg)
@@ -124,7 +122,7 @@ def weak_config(cfg: RunConfig) -> RunConfig:
         data["optimizer"] = t.weak_optimizer.model_dump(mode="json")
     data["training"] = dict(data["training"], steps=t.weak_steps, generalization_threshold=t.weak_threshold,
                             early_stop=True, patience=0, eval_every=t.weak_eval_every or cfg.training.eval_every)
-    return parse_config(data, f"weak stage of {cfg.name}")
+    return data
 
 
 def select_candidates(cfg: RunConfig, weak: dict[str, Any]) -> list[int] | None:
@@ -139,11 +137,10 @@ def select_candidates(cfg: RunConfig, weak: dict[str, Any]) -> list[int] | None:
     return None if chosen == list(range(len(weak["members"]))) else chosen
 
 
-def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None) -> RunConfig:
+def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None) -> dict[str, Any]:
     """Stage 2: the run's model, its embedding A @ B with A from the weak model at ``weak_dir`` (member ``member[k]``
-    of it for member k; None: member k)."""
-    from grokkit.config import parse_config
-
+    of it for member k; None: member k), as a config mapping; distilled with the run's ``distill:`` section (every
+    field of it) when ``transfer.target_recipe`` is distill."""
     t = cfg.transfer
     assert t is not None
     data = _base(cfg)
@@ -154,58 +151,62 @@ def target_config(cfg: RunConfig, weak_dir: str, member: list[int] | None = None
         data["distill"] = cfg.distill.model_dump(mode="json")
     data["embedding_init"] = {"model": weak_dir, "member": member, "freeze_A": t.freeze_A, "freeze_B": t.freeze_B,
                               "b_init_std": t.b_init_std}
-    return parse_config(data, f"target stage of {cfg.name}")
+    return data
 
 
-def weak_dir(rundir: RunDir) -> Path:
-    return rundir.path / "weak"
+def weak_dir(out: Path) -> Path:
+    return Path(out) / "weak"
 
 
-def target_dir(rundir: RunDir) -> Path:
-    return rundir.path / "target"
+def target_dir(out: Path) -> Path:
+    return Path(out) / "target"
 
 
-def stages(cfg: RunConfig, rundir: RunDir) -> Stages:
+def stages(cfg: RunConfig, out: Path, context: StageContext) -> Stages:
     """The weak model, then the target seeded by it (see :mod:`grokkit.recipes.stages`). Both stages' configs are
     checked before the first one is yielded; the target's member mapping follows the weak stage's summary."""
     t = cfg.transfer
     assert t is not None
-    weak_cfg = weak_config(cfg)
-    target_cfg = target_config(cfg, str(weak_dir(rundir)))  # both stages' configs are valid before anything runs
-    weak = yield Stage("weak", weak_cfg, weak_dir(rundir), (
+    weak_data = weak_config(cfg)
+    weak_cfg = context.parse(weak_data, f"weak stage of {cfg.name}")
+    target_data = target_config(cfg, str(weak_dir(out)))
+    context.parse(target_data, f"target stage of {cfg.name}")  # both stages' configs are valid before anything runs
+    weak = yield Stage("weak", weak_data, weak_dir(out), (
         f"stage 1/2: weak model ({t.weak_model.kind}) until test accuracy "
         f"{weak_cfg.training.generalization_threshold} or {weak_cfg.training.steps} steps",))
     notes = []
-    chosen = select_candidates(cfg, weak)
+    chosen = select_candidates(cfg, weak.summary)
     if chosen is not None:
-        target_cfg = target_config(cfg, str(weak_dir(rundir)), chosen)
+        target_data = target_config(cfg, str(weak_dir(out)), chosen)
         notes.append(f"weak candidates chosen (by training accuracy): {chosen}")
     notes.append(f"stage 2/2: target ({cfg.model.kind}) with embedding A @ B, A from the weak model")
-    yield Stage("target", target_cfg, target_dir(rundir), tuple(notes))
+    yield Stage("target", target_data, target_dir(out), tuple(notes))
 
 
-def finish(cfg: RunConfig, rundir: RunDir, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def finish(cfg: RunConfig, results: list[StageResult]) -> Stitched:
     """Stitch the stages: ``metrics.csv`` (stage, global step), the target's model with ``W_E = A @ B`` exported,
-    the target's ``curves.png`` and the summary."""
-    weak, target = summaries
+    the target's curves and the summary."""
+    weak, target = (r.summary for r in results)
     frames = []
-    for stage, d, offset in (("weak", weak_dir(rundir), 0), ("target", target_dir(rundir), weak["steps"])):
-        m = RunDir(d).read_metrics()
+    for stage, result, offset in (("weak", results[0], 0), ("target", results[1], weak["steps"])):
+        m = result.metrics.copy()
         m.insert(0, "stage", stage)
         m.insert(1, "global_step", m["step"] + offset)
         frames.append(m)
-    rundir.write_metrics(pd.concat(frames, ignore_index=True))
-    model, vocab, meta = RunDir(target_dir(rundir)).read_model()
-    rundir.write_model(unfactorised(model), vocab,
-                       {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds")})
+    try:
+        model, vocab, meta = load_model(results[1].directory / MODEL_FILE)
+    except CheckpointError as err:
+        raise ValueError(f"the target stage's model cannot be read: {err}") from None
     target_rows = frames[1]
-    if len(target_rows):
-        rundir.write_curves(target_rows, f"{cfg.name}: {target['task']}, GrokTransfer target")
     listed = weak_members(cfg)
     summary = transfer_summary(cfg, weak, target, select_candidates(cfg, weak),
                                None if listed is None else listed[1])
-    rundir.write_summary(summary)
-    return summary
+    extra = {k: v for k, v in meta.items() if k not in ("format", "model_kind", "shape", "vocab", "seeds",
+                                                        "token_layout")}
+    return Stitched(summary=summary, metrics=pd.concat(frames, ignore_index=True),
+                    model=(unfactorised(model), vocab, extra),
+                    curves=(target_rows, f"{cfg.name}: {target['task']}, GrokTransfer target") if len(target_rows)
+                    else None)
 
 
 def transfer_summary(cfg: RunConfig, weak: dict[str, Any], target: dict[str, Any],
@@ -263,6 +264,11 @@ def _check(cfg: RunConfig) -> None:
 
 
 SECTIONS.add("transfer", Section(TransferConfig))
+def _takes(data: dict[str, Any]) -> tuple[str, ...]:
+    """The sections a transfer run reads: ``distill:`` only when its target distils."""
+    return ("transfer", "distill") if (data.get("transfer") or {}).get("target_recipe") == "distill" else ("transfer",)
+
+
 register(Recipe("transfer", stages=stages, finish=finish, sections=("transfer", "distill"), required=("transfer",),
-                bit_tasks=True, check=_check,
+                takes=_takes, check=_check,
                 summary="GrokTransfer: a weak model's embedding initialises the target's as A @ B"))

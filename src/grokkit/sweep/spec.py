@@ -19,7 +19,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from grokkit.config import ConfigError, RunConfig, _format_validation_error, _set_dotted, parse_config, read_yaml
+from grokkit.config import (
+    ConfigError,
+    RunConfig,
+    _format_validation_error,
+    _set_dotted,
+    drop_unused_sections,
+    parse_config,
+    read_yaml,
+)
 from grokkit.errors import InputError
 
 
@@ -271,9 +279,7 @@ def expand(spec: SweepSpec, root: Path, required_dirs: dict[str, str] | None = N
                 axis_values.update({k: v[z] for k, v in spec.zip.items()})
                 data = _apply(base, case.overrides)
                 data = _apply(data, axis_values)
-                target = (data.get("transfer") or {}).get("target_recipe")
-                if data.get("recipe", "scratch") != "distill" and target != "distill":
-                    data.pop("distill", None)  # distillation settings apply to distilling trials only
+                data = drop_unused_sections(data)  # a base section only some trials' recipes read
                 data.pop("members", None)
                 data = _substitute(data, refs)
                 for seed in spec.seed_list():

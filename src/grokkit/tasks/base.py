@@ -99,6 +99,12 @@ class Vocabulary:
         return cls(int(d["n_numbers"]), tuple(int(m) for m in d["moduli"]),
                    tuple(str(o) for o in d.get("extra_operations", ())))
 
+    def ids_in(self, other: Vocabulary) -> torch.Tensor:
+        """``[d_vocab]``: the id in ``other`` of each of this vocabulary's tokens, matched by name (-1: ``other`` has
+        no such token). How a model of another vocabulary (a teacher, an ``init:`` source) reads this one's inputs."""
+        names = {name: i for i, name in enumerate(other.token_names())}
+        return torch.tensor([names.get(name, -1) for name in self.token_names()], dtype=torch.long)
+
     def layout_mismatch(self, other: Vocabulary, used: Sequence[int]) -> str | None:
         """None when every token id in ``used`` names the same token in ``other`` (e.g. a teacher's vocabulary);
         otherwise a sentence naming the first id that differs."""
@@ -156,22 +162,39 @@ def stack_members(sets: Sequence[Examples]) -> EnsembleExamples:
 @dataclass(frozen=True)
 class EnsembleExamples:
     """One example set per member: ``tokens [K, n, seq]``, ``labels [K, n]``, ``answer_range [K, n]``,
-    ``weight [K, n]`` (1 for real rows, 0 for padding)."""
+    ``weight [K, n]`` (1 for real rows, 0 for padding), and ``extras``: further per-row tensors ``[K, n, ...]`` that
+    travel with the rows (a frozen teacher's targets, computed once): a minibatch or a member slice takes the same
+    rows of each."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
     answer_range: torch.Tensor
     weight: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> EnsembleExamples:
-        return EnsembleExamples(*(t.to(device) for t in (self.tokens, self.labels, self.answer_range, self.weight)))
+        return EnsembleExamples(*(t.to(device) for t in (self.tokens, self.labels, self.answer_range, self.weight)),
+                                extras={k: v.to(device) for k, v in self.extras.items()})
+
+    def with_extras(self, extras: dict[str, torch.Tensor]) -> EnsembleExamples:
+        """The same rows with ``extras`` added (each ``[K, n, ...]``)."""
+        for name, v in extras.items():
+            if tuple(v.shape[:2]) != tuple(self.labels.shape):
+                raise ValueError(f"extra {name!r} has shape {list(v.shape)}; rows are {list(self.labels.shape)}")
+        return EnsembleExamples(self.tokens, self.labels, self.answer_range, self.weight, {**self.extras, **extras})
 
     def select(self, index: torch.Tensor) -> EnsembleExamples:
         """Rows ``index [K, b]`` of each member (a minibatch)."""
         take: Callable[[torch.Tensor], torch.Tensor] = lambda t: torch.gather(  # noqa: E731
             t, 1, index.view(*index.shape, *([1] * (t.dim() - 2))).expand(*index.shape, *t.shape[2:])
         )
-        return EnsembleExamples(take(self.tokens), take(self.labels), take(self.answer_range), take(self.weight))
+        return EnsembleExamples(take(self.tokens), take(self.labels), take(self.answer_range), take(self.weight),
+                                {k: take(v) for k, v in self.extras.items()})
+
+    def members(self, members: slice) -> EnsembleExamples:
+        """Members ``members`` only (views, no copy)."""
+        return EnsembleExamples(self.tokens[members], self.labels[members], self.answer_range[members],
+                                self.weight[members], {k: v[members] for k, v in self.extras.items()})
 
     @property
     def n_members(self) -> int:
@@ -198,8 +221,10 @@ class TaskSpec(Strict):
     """The base of a task kind's config section (``task:``). A kind adds its own fields and implements ``build``
     and ``split``; ``modular`` kinds read the shared ``[a, b, op, P]`` vocabulary, the others bring their own."""
 
-    #: True for tasks over the shared modular vocabulary (multi-task recipes, distillation, eval_tasks take these)
-    modular: ClassVar[bool] = False
+    #: What the task offers the recipes, by name; a recipe names what it needs (``Recipe.needs``). Known ones:
+    #: ``shared_vocabulary``: the task reads the run's ``vocab:`` (numbers, operations, moduli), so several such tasks
+    #: share one model (multi-task recipes, ``eval_tasks``).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
     #: settings a member may override (``members[].train_fraction``): the task's own field of that name
     member_fraction: ClassVar[bool] = False
 
@@ -213,7 +238,13 @@ class TaskSpec(Strict):
 
     @property
     def is_modular(self) -> bool:
-        return self.modular
+        """Whether the task reads the shared vocabulary (the ``shared_vocabulary`` capability)."""
+        return "shared_vocabulary" in self.capabilities
+
+    def positions(self) -> dict[str, int]:
+        """The sequence positions a recipe may name (e.g. ``distill.position``): ``final``, where the answer is read,
+        and any the task defines besides (the modular tasks' ``operator``)."""
+        return {"final": self.build().final_position}
 
     @property
     def name(self) -> str:

@@ -129,7 +129,7 @@ class ModularTask:
 class ModularTaskConfig(TaskSpec):
     """``kind: modular`` (the default): ``(a op b) mod modulus`` on ``train_fraction`` of the pairs."""
 
-    modular: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({"shared_vocabulary"})
     member_fraction: ClassVar[bool] = True
 
     kind: Literal["modular"] = "modular"
@@ -152,6 +152,9 @@ class ModularTaskConfig(TaskSpec):
 
     def build(self) -> ModularTask:
         return ModularTask(self.op, self.modulus)
+
+    def positions(self) -> dict[str, int]:
+        return dict(POSITIONS)
 
     def split(self, vocab: Vocabulary, seed: int, train_fraction: float | None = None) -> Split:
         fraction = self.train_fraction if train_fraction is None else train_fraction
