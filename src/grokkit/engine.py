@@ -98,6 +98,8 @@ class MemberResult:
     seed: int
     final_train_acc: float | None = None
     final_test_acc: float | None = None
+    final_train_loss: float | None = None
+    final_test_loss: float | None = None
     steps_to_generalize: int | None = None
     #: the first evaluated step from which test accuracy stays >= the threshold at every later evaluation (a dip after
     #: the first crossing moves it later; None if the last evaluation is below); see :func:`lasting_step`
@@ -506,6 +508,8 @@ class Trainer:
                 seed=seed,
                 final_train_acc=last[k]["train_acc"] if k in last else None,
                 final_test_acc=last[k]["test_acc"] if k in last else None,
+                final_train_loss=last[k]["train_loss"] if k in last else None,
+                final_test_loss=last[k]["test_loss"] if k in last else None,
                 steps_to_generalize=self.steps_to_generalize[k],
                 steps_to_generalize_lasting=None if failed else lasting(k, "test_acc"),
                 val_steps_to_generalize_lasting=None if failed or self.val_set is None else lasting(k, "val_acc"),

@@ -36,6 +36,7 @@ from grokkit.checkpoint import (
     save_model,
 )
 from grokkit.errors import InputError
+from grokkit.summary import Summary
 
 if TYPE_CHECKING:
     from grokkit.config import RunConfig
@@ -259,9 +260,15 @@ class RunDir:
     def read_summary(self) -> dict[str, Any]:
         return json.loads(self.summary_path.read_text())
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        """Written last: a directory with a summary is a finished run."""
-        atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
+    def read_summary_model(self) -> Summary:
+        """The summary as its typed model (:class:`grokkit.summary.Summary`)."""
+        return Summary.model_validate(self.read_summary())
+
+    def write_summary(self, summary: dict[str, Any] | Summary) -> None:
+        """Written last: a directory with a summary is a finished run. The file is the JSON dump of the typed
+        :class:`~grokkit.summary.Summary` (validated here, so every summary has its schema)."""
+        model = summary if isinstance(summary, Summary) else Summary.model_validate(summary)
+        atomic_write_text(self.summary_path, model.to_json())
 
     def remove_summary(self) -> None:
         self.summary_path.unlink(missing_ok=True)
