@@ -75,7 +75,7 @@ def _resolve_teachers(data: dict[str, Any]) -> dict[str, Any]:
     section = data.get("distill")
     if isinstance(section, dict) and "teacher" in section:
         teacher = section["teacher"]
-        section = dict(section, teacher=[_teacher_path(t) for t in teacher] if isinstance(teacher, list | tuple)
+        section = dict(section, teacher=[_teacher_path(t) for t in teacher] if isinstance(teacher, list)
                        else _teacher_path(teacher))
         data = dict(data, distill=section)
     return data
@@ -151,9 +151,34 @@ def run(config: Any, out: str | Path | None = None, *, progress: bool | None = N
     return RunResult(out, temporary=temporary)
 
 
+def plot_runs(runs: Mapping[str, RunResult], title: str = "") -> Any:
+    """Several runs on one figure, one colour per run (e.g. ``{"distilled": student, "scratch": baseline}``):
+    accuracy and loss against step, test solid and train dotted, every member; returns the matplotlib Figure.
+
+    Example::
+
+        grokkit.plot_runs({"distilled": student, "scratch": baseline}, "mod 29 at 30% of the pairs")
+    """
+    from grokkit.plots import groups_figure
+
+    return groups_figure({label: r.metrics for label, r in runs.items()}, title)
+
+
+def compare_runs(runs: Mapping[str, RunResult]) -> pd.DataFrame:
+    """One row per member of every run, labelled by its key (``arm``): seed, final accuracies and losses, steps to
+    generalise."""
+    return pd.concat([r.to_frame().assign(arm=label) for label, r in runs.items()], ignore_index=True)
+
+
 def load(run_dir: str | Path) -> RunResult:
     """A finished run written by :func:`run` or ``grokkit run`` (also a stage of a staged run, or a sweep trial) as a
-    :class:`RunResult`. An unfinished run is refused with the command that finishes it."""
+    :class:`RunResult`. An unfinished run is refused with the command that finishes it.
+
+    Example::
+
+        result = grokkit.load("runs/smoke")
+        result.metrics.query("member == 0")[["step", "train_loss", "test_loss"]]
+    """
     from grokkit.checkpoint import describe_missing_model
     from grokkit.rundir import RunDir, RunError
 
@@ -330,6 +355,8 @@ def _stderr(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(message, highlight=False, markup=False)
 
 
-__all__ = ["GrokkitError", "RunResult", "SingleMember", "SweepResult", "TuneResult", "analyze", "compare",
-           "compare_markdown", "demo", "draw_map", "figures", "inherit", "load", "make_config", "report", "repro",
-           "results", "run", "sweep", "threshold", "tune"]
+__all__ = [
+    "GrokkitError", "RunResult", "SingleMember", "SweepResult", "TuneResult", "analyze", "compare",
+    "compare_markdown", "compare_runs", "demo", "draw_map", "figures", "inherit", "load", "make_config", "plot_runs",
+    "report", "repro", "results", "run", "sweep", "threshold", "tune"
+]

@@ -70,19 +70,35 @@ def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
     _save(curves_figure(metrics, title), path)
 
 
-def plot_groups(groups: Mapping[str, pd.DataFrame], path: Path, title: str,
-                styles: Sequence[str] = ("C3", "C0", "C2", "C1")) -> None:
-    """Test accuracy of several runs (one colour per run, one line per member), train accuracy dashed."""
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+def groups_figure(groups: Mapping[str, pd.DataFrame], title: str,
+                  styles: Sequence[str] = ("C3", "C0", "C2", "C1", "C4", "C5")) -> plt.Figure:
+    """Several runs side by side (one colour per run, one line per member): accuracy and loss against step, test
+    solid and train dotted, on a step axis that keeps step 0."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (label, df), color in zip(groups.items(), styles):
         for j, (_, member) in enumerate(df.groupby("seed")):
-            member = member[member.step > 0]
-            ax.plot(member.step, member.test_acc, "-", color=color, label=f"{label}: test" if j == 0 else None)
-            ax.plot(member.step, member.train_acc, ":", color=color, alpha=0.6,
-                    label=f"{label}: train" if j == 0 else None)
-    _accuracy_axes(ax, title)
-    ax.legend(fontsize=8, loc="center left")
-    _save(fig, path)
+            for ax, column in zip(axes, ("acc", "loss")):
+                ax.plot(member.step, member[f"test_{column}"], "-", color=color,
+                        label=f"{label}: test" if j == 0 else None)
+                ax.plot(member.step, member[f"train_{column}"], ":", color=color, alpha=0.6,
+                        label=f"{label}: train" if j == 0 else None)
+    steps = pd.concat([df.step for df in groups.values()])
+    for ax in axes:
+        _step_axis(ax, steps)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("accuracy")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("loss")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_groups(groups: Mapping[str, pd.DataFrame], path: Path, title: str,
+                styles: Sequence[str] = ("C3", "C0", "C2", "C1", "C4", "C5")) -> None:
+    """:func:`groups_figure` written to ``path``."""
+    _save(groups_figure(groups, title, styles), path)
 
 
 def plot_fourier_norms(members: Sequence[Mapping], path: Path, title: str) -> None:
