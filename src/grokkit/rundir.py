@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -42,6 +43,8 @@ CURVES_FILE = "curves.png"
 LOCK_FILE = ".run.lock"
 #: weight snapshots during training (``training.snapshot_every`` / ``snapshot_steps``), one model file per step
 SNAPSHOT_DIR = "snapshots"
+#: the names :meth:`RunDir.move_aside` gives: ``<name>.corrupt-<time>`` or ``<name>.restart-<time>``
+MOVED_ASIDE = re.compile(r"\.(corrupt|restart)-\d{8}-\d{6}(-\d+)?$")
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "CURVES_FILE", "LOCK_FILE", "METRICS_FILE", "METRIC_COLUMNS",
            "MODEL_FILE", "SUMMARY_FILE", "RunDir", "RunError", "caption", "curve_title", "metrics_frame", "run_lock",
            "train_fraction"]
@@ -163,7 +166,7 @@ class RunDir:
         if not out.is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
         if not self.config_path.exists():
-            if any(p.name != LOCK_FILE for p in out.iterdir()):
+            if self._foreign_files():
                 raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
             return "new"
         from grokkit.config import ConfigError
@@ -356,6 +359,11 @@ class RunDir:
                 problems[path.name] = str(err)
         return problems
 
+    def _foreign_files(self) -> list[Path]:
+        """What the directory holds besides the lock and files :meth:`restart` moved aside: a directory holding only
+        those is as good as empty for a new run."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE and not MOVED_ASIDE.search(p.name)]
+
     def move_aside(self, name: str, why: str) -> Path:
         """Rename ``name`` (a file or folder of this directory) to ``<name>.<why>-<time>``: kept, out of the way."""
         source = self.path / name
@@ -384,7 +392,7 @@ class RunDir:
         if self.config_path.exists() and CONFIG_FILE not in problems and not self.read_config().same_run(cfg):
             raise RunError(f"--out {out} holds a run with a different config; --restart only restarts the same "
                            "config: choose a new directory")
-        if not self.config_path.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        if not self.config_path.exists() and self._foreign_files():
             raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
         if self.has_summary() and not problems:
             return []

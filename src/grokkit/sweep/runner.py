@@ -9,6 +9,7 @@ Layout of a sweep directory::
     DIR/.attempts/GROUP.jsonl one line per start of that group (pid, host, whether it resumed); removed when it is done
     DIR/trials/TRIAL/         one run directory per trial (the run-directory contract), or error.json if it failed
     DIR/corrupt/TRIAL.TIME/   a finished trial whose files could not be read, moved aside (it is trained again)
+    DIR/corrupt/GROUP/        files ``--restart`` moved aside in a group's folder, kept when the group is done
     DIR/results.parquet       one row per trial: flattened config, outcome, wall-clock
     DIR/.sweep.lock           held while a sweep runs; a second sweep on DIR is refused
 
@@ -264,12 +265,24 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None, r
         for t in group.trials:
             _write_error(sweep_dir, t, message, tb)
         return {t.id: f"error: {message}" for t in group.trials}
+    _keep_moved_aside(group_dir, sweep_dir / "corrupt" / group.id)
     shutil.rmtree(group_dir, ignore_errors=True)
     attempts = _attempts_file(group_dir)
     attempts.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the last group out removes the folder; others may still be writing there
         attempts.parent.rmdir()
     return {t.id: "failed" if m["failed"] else "ok" for t, m in zip(group.trials, summary["members"])}
+
+
+def _keep_moved_aside(group_dir: Path, target: Path) -> None:
+    """Before a finished group's folder is removed: keep the files ``--restart`` moved aside there
+    (``*.corrupt-<time>``, ``*.restart-<time>``) in ``target`` (``DIR/corrupt/GROUP``); grokkit deletes nothing of
+    a person's that it could not read."""
+    moved = [p for p in group_dir.iterdir() if ".corrupt-" in p.name or ".restart-" in p.name]
+    if moved:
+        target.mkdir(parents=True, exist_ok=True)
+        for p in moved:
+            os.replace(p, target / p.name)
 
 
 def _attempts_file(group_dir: Path) -> Path:
