@@ -285,7 +285,8 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
     rd = RunDir(run_dir)
     run_dir = rd.path
     if not run_dir.exists():
-        raise AnalysisError(f"{run_dir} does not exist: give a run directory (grokkit run ... --out DIR)")
+        raise AnalysisError(f"{run_dir} is not a directory (it does not exist): give a run directory (grokkit run "
+                            "... --out DIR)")
     if not run_dir.is_dir():
         raise AnalysisError(f"{run_dir} is not a directory")
     if not rd.has_config():
