@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from grokkit.errors import InputError
 
@@ -151,15 +151,19 @@ def estimate_memory(cfg: RunConfig) -> MemoryEstimate:
     # ---- data: per member, padded to the largest member's set
     train = test = val = watched = 0
     largest_task = 0
-    for tc in cfg.all_tasks():
-        counts = [tc.example_counts(f if tc is cfg.task else None) for f in fractions]
+    uncounted: list[str] = []
+    for tc in cfg.all_tasks() + list(cfg.eval_tasks or []):
+        try:
+            counts = ([tc.example_counts(f if tc is cfg.task else None) for f in fractions] if tc in cfg.all_tasks()
+                      else [(0, tc.example_counts()[1], 0)])
+        except NotImplementedError:  # a task kind that cannot say: its data are left out of the estimate
+            uncounted.append(tc.kind)
+            continue
         train += max(c[0] for c in counts)
-        test += max(c[1] for c in counts)
+        test += max(c[1] for c in counts) if tc in cfg.all_tasks() else 0
+        watched += 0 if tc in cfg.all_tasks() else counts[0][1]
         val += max(c[2] for c in counts)
         largest_task = max(largest_task, sum(counts[0]))
-    for tc in cfg.eval_tasks or []:
-        watched += tc.example_counts()[1]
-        largest_task = max(largest_task, sum(tc.example_counts()))
     per_example = 8 * seq + 20
     examples = train + test + val + watched
     data_once = k * examples * per_example
@@ -220,7 +224,8 @@ def estimate_memory(cfg: RunConfig) -> MemoryEstimate:
 
     notes = {
         "data": f"{k} member(s) x {examples:,} examples of {seq} tokens, stacked"
-                + (f"; building them enumerates {largest_task:,} examples" if largest_task else ""),
+                + (f"; building them enumerates {largest_task:,} examples" if largest_task else "")
+                + (f"; task kind(s) {', '.join(uncounted)} not counted" if uncounted else ""),
         "model": f"{n_params:,} parameters x {k} member(s) x {copies} copies: weights, gradients, {opt.name} state, "
                  "checkpoint" + (f"; {len(teachers)} teacher(s) and their targets" if teachers else ""),
         "compute": f"{chunk} member(s) per chunk x {batch_rows:,} rows x {vocab.n_classes} classes"
@@ -351,11 +356,3 @@ def _advice(est: MemoryEstimate, cfg: RunConfig, have: int) -> str:
 def fits(cfg: RunConfig, budget: int) -> bool:
     """Whether ``cfg``'s estimate (on its device) is within ``budget`` bytes."""
     return estimate_memory(cfg).device_bytes <= budget
-
-
-def describe(cfg: RunConfig) -> dict[str, Any]:
-    """The estimate and the limit of ``cfg``, as numbers (for logs and benchmarks)."""
-    est = estimate_memory(cfg)
-    have, where = memory_limit(cfg.training.device)
-    return {"total": est.device_bytes, "data": est.data, "model": est.model, "compute": est.compute,
-            "limit": have, "limit_source": where, **{f"about_{k}": v for k, v in est.notes.items()}}
