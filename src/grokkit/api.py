@@ -254,7 +254,9 @@ def _resume(trainer: Trainer, rundir: RunDir) -> None:
         raise RunError(
             f"cannot resume {rundir}: its checkpoint {rundir.checkpoint_path} cannot be read ({reason}). Run the "
             f"same command with --restart to train this run again from step 0 in the same directory (the "
-            f"checkpoint is kept, renamed {rundir.checkpoint_path.name}.corrupt-<time>), or choose another --out"
+            f"checkpoint is kept, renamed {rundir.checkpoint_path.name}.corrupt-<time>); where the command has no "
+            "--restart (compare, repro, tune), rename the checkpoint yourself and run it again; or choose another "
+            "--out"
         ) from None
 
 
