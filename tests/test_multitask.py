@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from grokkit.engine import Outputs
-
 from grokkit.api import run
 from grokkit.checkpoint import load_model
 from grokkit.config import ConfigError, parse_config
+from grokkit.engine import Outputs
 from grokkit.recipes import build_setup
 from grokkit.tasks import ModularTask, Vocabulary
 from helpers import tiny_config

@@ -5,6 +5,11 @@ per member and evaluation), ``summary.json``, ``model.safetensors`` and ``curves
 ``checkpoint.safetensors``. A run killed part-way resumes from its checkpoint when started again on the same directory
 with the same config. While a run writes its directory it holds ``.run.lock`` there: a second run on the same
 directory is refused. Recipes made of stages (:data:`STAGED`) are driven here, one ordinary run per stage.
+
+Before anything is built, a run's memory is estimated and a run too large for the device is refused
+(:mod:`grokkit.resources`). A checkpoint or summary that cannot be read is named, with the way forward:
+``restart=True`` (``grokkit run --restart``) moves the unreadable files aside (:meth:`RunDir.restart`, nothing is
+deleted) and trains from step 0 into the same directory.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from grokkit import __version__
 from grokkit.checkpoint import CheckpointError
 from grokkit.config import RunConfig
 from grokkit.engine import Trainer, TrainResult
+from grokkit.errors import TrainingError
 from grokkit.recipes import RECIPES, Setup, build_setup
 from grokkit.recipes.distillation import TeacherError
 from grokkit.recipes.stages import Stage, StageContext, StagedRecipe, StageResult, Stitched
+from grokkit.resources import ResourceError, check_memory
 from grokkit.rundir import LOCK_FILE, METRIC_COLUMNS, RunDir, RunError, curve_title, metrics_frame, run_lock
 from grokkit.rundir import train_fraction as summary_train_fraction
 from grokkit.sinks import check_sinks, make_sinks
@@ -49,14 +56,31 @@ def versions() -> dict[str, str]:
 
 
 def prepare(cfg: RunConfig) -> Setup:
-    """Build everything a run needs; raise :class:`RunError` (nothing written) if it cannot run."""
+    """Build everything a run needs; raise :class:`RunError` (nothing written) if it cannot run, and
+    :class:`~grokkit.resources.ResourceError` (nothing allocated) if its memory estimate exceeds what it may use."""
     if cfg.training.device.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"training.device={cfg.training.device!r} but CUDA is not available here; use device: cpu")
+    check_memory(cfg)
     try:
         check_sinks(cfg)
         return build_setup(cfg)
     except (TeacherError, CheckpointError, ValueError) as err:
         raise RunError(str(err)) from None
+    except (MemoryError, RuntimeError) as err:  # the estimate was too low for this machine after all
+        if not _out_of_memory(err):
+            raise
+        raise ResourceError(f"ran out of memory building the run's data and model ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]}); nothing was written. Reduce the task's size, the "
+                            "number of members or the model, or free memory") from None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's
+    ``can't allocate memory`` RuntimeError."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -77,32 +101,45 @@ def _progress_bar(enabled: bool) -> Any:
 
 
 def run(cfg: RunConfig, out: str | Path | None, progress: bool | None = None,
-        log: Any = None) -> dict[str, Any]:
-    """Train ``cfg`` and write its run directory (if ``out``); returns the summary dict."""
+        log: Any = None, restart: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` and write its run directory (if ``out``); returns the summary dict. ``restart``: train from step
+    0 even if ``out`` holds an unfinished or unreadable attempt of this config, whose files are moved aside
+    (:meth:`RunDir.restart`; a finished, readable run is left as it is)."""
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)
     log = log or (lambda msg: console.print(msg, highlight=False, markup=False))
     rundir = RunDir(out) if out is not None else None
     if cfg.recipe in STAGED:
-        return _run_staged(STAGED[cfg.recipe], cfg, rundir, progress, log)
-    state = rundir.state(cfg) if rundir is not None else "new"
-    if state == "done":
-        assert rundir is not None
+        return _run_staged(STAGED[cfg.recipe], cfg, rundir, progress, log, restart)
+    if rundir is not None and not restart and rundir.state(cfg) == "done":
         return _finished(rundir, log)
     setup = prepare(cfg)
     if rundir is None:
-        return _train(cfg, setup, None, state, progress, log)
+        return _train(cfg, setup, None, "new", progress, log)
     with rundir.lock():
+        if restart:
+            _restart(rundir, cfg, log)
         state = rundir.state(cfg)  # again under the lock: another run may have moved it on meanwhile
         if state == "done":
             return _finished(rundir, log)
         return _train(cfg, setup, rundir, state, progress, log)
 
 
+def _restart(rundir: RunDir, cfg: RunConfig, log: Callable[[str], None]) -> None:
+    for old, new in rundir.restart(cfg):
+        log(f"--restart: moved {old} aside to {new.name}")
+
+
 def _finished(rundir: RunDir, log: Callable[[str], None]) -> dict[str, Any]:
+    try:
+        summary = rundir.read_summary()
+    except RunError as err:
+        raise RunError(f"{err}. The run looks finished but its summary is damaged: run the same command with "
+                       "--restart to train it again from step 0 in the same directory (the damaged files are kept, "
+                       "renamed *.corrupt-<time>), or choose another --out") from None
     log(f"{rundir} already holds this finished run; nothing to do")
-    return rundir.read_summary()
+    return summary
 
 
 def _stage_context() -> StageContext:
@@ -128,11 +165,15 @@ def _stage_context() -> StageContext:
 
 
 def _run_staged(recipe: StagedRecipe, cfg: RunConfig, rundir: RunDir | None, progress: bool | None,
-                log: Callable[[str], None]) -> dict[str, Any]:
+                log: Callable[[str], None], restart: bool = False) -> dict[str, Any]:
     """Drive a recipe made of stages: parse and run each stage it yields into its own directory (a finished stage is
-    skipped, a killed one resumes), holding ``rundir``'s lock throughout, then write what the recipe stitched."""
+    skipped, a killed one resumes), holding ``rundir``'s lock throughout, then write what the recipe stitched.
+    ``restart``: each stage (and this directory) as :func:`run` says."""
     if rundir is None:
         raise RunError(f"recipe {cfg.recipe} writes one run directory per stage: give an output directory")
+    if restart:
+        with rundir.lock():
+            _restart(rundir, cfg, log)
     if rundir.state(cfg) == "done":
         return _finished(rundir, log)
     context = _stage_context()
@@ -156,7 +197,7 @@ def _run_staged(recipe: StagedRecipe, cfg: RunConfig, rundir: RunDir | None, pro
                 stage_cfg = context.parse(stage.config, f"stage {stage.name} of {cfg.name}")
             except ValueError as err:
                 raise RunError(str(err)) from None
-            summary = run(stage_cfg, stage.directory, progress=progress, log=log)
+            summary = run(stage_cfg, stage.directory, progress=progress, log=log, restart=restart)
             results.append(StageResult(stage.name, stage.directory, summary, RunDir(stage.directory).read_metrics()))
             try:
                 stage = stages.send(results[-1])
@@ -194,10 +235,11 @@ def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, prog
     trainer = Trainer(cfg, setup.model, setup.train, setup.test, setup.objective, checkpoint_dir=out_path, log=log,
                       task_sets=setup.task_sets, frozen=setup.frozen, val=setup.val)
     if rundir is not None:
+        if state == "resume":
+            _resume(trainer, rundir)
+            log(f"resuming {rundir} from step {trainer.step}")
         rundir.write_config(cfg)
         if state == "resume":
-            trainer.load_checkpoint(rundir.checkpoint_path)
-            log(f"resuming {rundir} from step {trainer.step}")
             rundir.write_metrics(trainer.rows)  # the rows the checkpoint holds
         trainer.on_checkpoint = lambda t: rundir.write_metrics(t.rows)  # progress on disk while training
         if cfg.training.snapshot_every or cfg.training.snapshot_steps:
@@ -234,6 +276,14 @@ def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, prog
     try:
         with bar if bar is not None else contextlib.nullcontext():
             result = trainer.fit(lambda t: [c(t) for c in callbacks])
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        kept = (f"; its last checkpoint is kept in {rundir}, and the same command resumes from it once memory is "
+                "freed" if rundir is not None and rundir.has_checkpoint() else "")
+        raise TrainingError(f"ran out of memory while training, at step {trainer.step} ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]}){kept}. Reduce training.batch_size, "
+                            "training.member_chunk, the number of members or the model, or free memory") from None
     finally:
         for sink in sinks:
             sink.close()
@@ -241,6 +291,22 @@ def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, prog
     if rundir is not None:
         write_outputs(rundir, cfg, setup, result, summary)
     return summary
+
+
+def _resume(trainer: Trainer, rundir: RunDir) -> None:
+    """Load the run's checkpoint into ``trainer``; one that cannot be read (truncated by a full disk or a bad copy,
+    or not this run's) is a :class:`RunError` that names it and the way forward. Nothing has been written yet."""
+    try:
+        trainer.load_checkpoint(rundir.checkpoint_path)
+    except (CheckpointError, KeyError, RuntimeError, ValueError, TypeError) as err:
+        reason = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+        raise RunError(
+            f"cannot resume {rundir}: its checkpoint {rundir.checkpoint_path} cannot be read ({reason}). Run the "
+            f"same command with --restart to train this run again from step 0 in the same directory (the "
+            f"checkpoint is kept, renamed {rundir.checkpoint_path.name}.corrupt-<time>); where the command has no "
+            "--restart (compare, repro, tune), rename the checkpoint yourself and run it again; or choose another "
+            "--out"
+        ) from None
 
 
 def _last_rows(t: Trainer) -> list[dict[str, Any]]:

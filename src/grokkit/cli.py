@@ -10,24 +10,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from grokkit.api import RunError, run
-from grokkit.checkpoint import DiskFullError
-from grokkit.config import ConfigError, load_config
+from grokkit.api import run
+from grokkit.config import load_config
+from grokkit.failures import GuardedGroup, run_app
 
 HELP = ("grokkit: study and induce grokking in small models. Train a config into a run directory (run), the "
         "headline distillation demo (demo), sweeps and the paper's figures (sweep, repro, compare), equal-budget "
         "tuning of methods (tune), and read the results (results, threshold, report, analyze). Each command's --help "
         "says more.")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
+# every command's known failures (grokkit.errors.GrokkitError) become `error: ...` and their exit code, anything else
+# one line and a crash log: grokkit.failures
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True, help=HELP)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` and exit: 2 for a bad config or argument (nothing written), 1 for a failure while
-    running (e.g. a full disk)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(code)
 
 
 @app.command("run")
@@ -36,17 +31,13 @@ def run_cmd(
     overrides: Annotated[list[str] | None, typer.Argument(help="dotted.key=value overrides")] = None,
     out: Annotated[Path, typer.Option("--out", help="run directory to write (resumed if it holds this run)")] = ...,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="train from step 0 in --out: an unreadable or unfinished earlier attempt's files are moved "
+        "aside (renamed, never deleted); a finished, readable run is left as it is")] = False,
 ) -> None:
     """Run any recipe from a config file."""
-    try:
-        cfg = load_config(config, overrides or [])
-        summary = run(cfg, out, progress=progress)
-    except (ConfigError, RunError) as e:
-        _fail(str(e))
-        return
-    except DiskFullError as e:
-        _fail(str(e), 1)
-        return
+    cfg = load_config(config, overrides or [])
+    summary = run(cfg, out, progress=progress, restart=restart)
     for m in summary["members"]:
         status = "FAILED" if m["failed"] else f"test acc {m['final_test_acc']:.4f}"
         err.print(f"seed {m['seed']}: {status}, steps_to_generalize={m['steps_to_generalize']}", highlight=False)
@@ -64,12 +55,7 @@ def demo_cmd(
     """The headline: distillation from a mod-113 teacher makes a mod-107 student generalise on 20% of the pairs."""
     from grokkit.demo import run_demo
 
-    try:
-        run_demo(out, n_seeds=seeds, student_steps=steps, progress=progress)
-    except (ConfigError, RunError) as e:
-        _fail(str(e))
-    except DiskFullError as e:
-        _fail(str(e), 1)
+    run_demo(out, n_seeds=seeds, student_steps=steps, progress=progress)
 
 
 @app.command("sweep")
@@ -83,20 +69,19 @@ def sweep_cmd(
     address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
     cpus_per_group: Annotated[float, typer.Option(help="ray executor: CPUs reserved per packed group")] = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the trials and the packing, train nothing")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="groups whose checkpoint cannot be read train again from step 0 (the file is moved aside)")
+                       ] = False,
 ) -> None:
     """Run a sweep: trials whose shapes agree are packed into one ensemble; finished trials are skipped."""
-    from grokkit.sweep import SweepError, load_sweep, run_sweep
+    from grokkit.sweep import load_sweep, run_sweep
 
-    try:
-        spec, root = load_sweep(sweep)
-        if overrides:
-            spec = spec.with_overrides(overrides)
-        result = run_sweep(spec, root, out, executor=executor, workers=workers, address=address,
-                           cpus_per_group=cpus_per_group, dry_run=dry_run,
-                           log=lambda m: err.print(m, highlight=False, markup=False))
-    except (SweepError, ConfigError, RunError) as e:
-        _fail(str(e))
-        return
+    spec, root = load_sweep(sweep)
+    if overrides:
+        spec = spec.with_overrides(overrides)
+    result = run_sweep(spec, root, out, executor=executor, workers=workers, address=address,
+                       cpus_per_group=cpus_per_group, dry_run=dry_run, restart=restart,
+                       log=lambda m: err.print(m, highlight=False, markup=False))
     if dry_run:
         for g in result.groups:
             err.print(f"{g.id}: {len(g.trials)} trials, e.g. {g.trials[0].id}", highlight=False, markup=False)
@@ -121,17 +106,12 @@ def tune_cmd(
     """Tune every arm with the same budget (selection on validation), then test each arm's choice on fresh seeds.
 
     Writes DIR/tune.md, trace.csv (every candidate), chosen.json and final.csv; a killed tune resumes."""
-    from grokkit.sweep import SweepError
     from grokkit.tables import markdown_table
-    from grokkit.tune import TuneError, load_tune, run_tune, step_counts
+    from grokkit.tune import load_tune, run_tune, step_counts
 
-    try:
-        spec, root = load_tune(spec_file)
-        result = run_tune(spec, root, out, executor=executor, workers=workers, address=address,
-                          log=lambda m: err.print(m, highlight=False, markup=False))
-    except (TuneError, SweepError, ConfigError, RunError) as e:
-        _fail(str(e))
-        return
+    spec, root = load_tune(spec_file)
+    result = run_tune(spec, root, out, executor=executor, workers=workers, address=address,
+                      log=lambda m: err.print(m, highlight=False, markup=False))
     import pandas as pd
 
     print(markdown_table(step_counts(pd.DataFrame(result["table"]))))
@@ -149,9 +129,7 @@ def repro_cmd(
         "--set", help="dotted.key=value applied to every trial, e.g. --set training.device=cuda")] = None,
 ) -> None:
     """Reproduce the paper's figures: run the sweeps a figure needs (finished trials are skipped), draw PNG + CSV."""
-    from grokkit.analysis.progress import AnalysisError
-    from grokkit.repro import ReferenceSpec, ReproError, available, load_figure, repro
-    from grokkit.sweep import SweepError
+    from grokkit.repro import ReferenceSpec, available, load_figure, repro
 
     figs = available()
     if not figures:
@@ -163,12 +141,8 @@ def repro_cmd(
         return
     names = list(figs) if figures == ["all"] else figures
     for name in names:
-        try:
-            result = repro(name, out, executor=executor, workers=workers, overrides=override or [],
-                           log=lambda m: err.print(m, highlight=False, markup=False))
-        except (ReproError, SweepError, ConfigError, RunError, AnalysisError) as e:
-            _fail(str(e))
-            return
+        result = repro(name, out, executor=executor, workers=workers, overrides=override or [],
+                       log=lambda m: err.print(m, highlight=False, markup=False))
         err.print(f"wrote {result['png']} and {result['csv']}", highlight=False)
         table = result["summary"]
         if "verdict" in table.columns:  # a reference: published number beside ours
@@ -195,15 +169,10 @@ def compare_cmd(
     train: Annotated[bool, typer.Option("--train/--table-only", help="run the sweeps first (resumable)")] = True,
 ) -> None:
     """Rank methods: steps to generalise (median, IQR, seeds generalised) and wall-clock, per setting."""
-    from grokkit.compare import CompareError, compare, markdown
-    from grokkit.sweep import SweepError
+    from grokkit.compare import compare, markdown
 
-    try:
-        df = compare(comparison, out, executor=executor, workers=workers, overrides=override or [],
-                     log=lambda m: err.print(m, highlight=False, markup=False), run=train)
-    except (CompareError, SweepError, ConfigError, RunError) as e:
-        _fail(str(e))
-        return
+    df = compare(comparison, out, executor=executor, workers=workers, overrides=override or [],
+                 log=lambda m: err.print(m, highlight=False, markup=False), run=train)
     typer.echo(markdown(df))
     err.print(f"wrote {out}/*.csv, *.md, *.png", highlight=False)
 
@@ -217,21 +186,15 @@ def results_cmd(
     csv: Annotated[Path | None, typer.Option(help="also write the summary to this CSV")] = None,
 ) -> None:
     """Summarise a sweep's results table: P(generalise), steps to generalise, accuracy per setting."""
-    import yaml
     from rich.table import Table
 
-    from grokkit.sweep import SweepError, read_table, summarize
+    from grokkit.sweep import read_table, summarize
+    from grokkit.sweep.store import axis_columns
 
-    try:
-        table = read_table(sweep_dir)
-        if group_by is None:
-            spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
-            axes = list(spec.get("grid", {})) + list(spec.get("zip", {}))
-            group_by = (["case"] if "case" in table.columns else []) + [a for a in axes if a in table.columns]
-        summary = summarize(table, group_by, where)
-    except SweepError as e:
-        _fail(str(e))
-        return
+    table = read_table(sweep_dir)
+    if group_by is None:
+        group_by = axis_columns(sweep_dir, table)
+    summary = summarize(table, group_by, where)
     out = Table(title=f"{sweep_dir}: {len(table)} trials")
     for c in summary.columns:
         out.add_column(str(c).split(".")[-1], justify="right", no_wrap=True)
@@ -254,13 +217,9 @@ def threshold_cmd(
 ) -> None:
     """Fit P(generalise) against the training fraction; write threshold.{csv,md,png} with bootstrap CIs."""
     from grokkit.analysis.threshold import threshold_report
-    from grokkit.sweep import SweepError, read_table
+    from grokkit.sweep import read_table
 
-    try:
-        th = threshold_report(read_table(sweep_dir), sweep_dir, x, by, n_bootstrap)
-    except (SweepError, ValueError) as e:
-        _fail(str(e))
-        return
+    th = threshold_report(read_table(sweep_dir), sweep_dir, x, by, n_bootstrap)
     for r in th.itertuples():
         err.print(f"{r.method}: {x} at P(generalise)=0.5: {r.summary} ({r.n_generalized}/{r.n_trials} generalised)",
                   highlight=False)
@@ -274,14 +233,10 @@ def map_cmd(
     from grokkit.analysis.map import map_report
     from grokkit.sweep import SweepError, current_table
 
-    try:
-        spec, table = current_table(sweep_dir)
-        if spec.map is None:
-            raise SweepError(f"{sweep_dir}/sweep.yaml has no `map:` section")
-        cells = map_report(table, sweep_dir, spec.map)
-    except SweepError as e:
-        _fail(str(e))
-        return
+    spec, table = current_table(sweep_dir)
+    if spec.map is None:
+        raise SweepError(f"{sweep_dir}/sweep.yaml has no `map:` section")
+    cells = map_report(table, sweep_dir, spec.map)
     pending = int(cells.treatment_pending.sum() + cells.control_pending.sum())
     err.print(f"wrote {sweep_dir}/map.csv, map.md and map.png: {len(cells)} cells"
               + (f" ({pending} trials not finished)" if pending else ""), highlight=False)
@@ -297,29 +252,24 @@ def inherit_cmd(
     """What distilled students inherit: each case's students' Fourier spectra over their snapshots against the
     teacher's key frequencies; writes inherit.{csv,md,png} and inherit_over_time.csv into the sweep directory."""
     from grokkit.analysis.inherit import inheritance_report
-    from grokkit.analysis.progress import AnalysisError
     from grokkit.sweep import SweepError, current_table
 
-    try:
-        spec, table = current_table(sweep_dir)
-        if teacher not in spec.requires:
-            raise SweepError(f"the sweep requires no run {teacher!r} (it requires {sorted(spec.requires)})")
-        done = table[table.status == "ok"]
-        if case:
-            unknown = sorted(set(case) - set(table.case))
-            if unknown:
-                raise SweepError(f"--case {unknown}: no such case (cases: {', '.join(dict.fromkeys(table.case))})")
-            done = done[done.case.isin(case)]
-        if done.empty:
-            raise SweepError(f"{sweep_dir}: no finished trial yet")
-        arms = {str(c): [sweep_dir / "trials" / t for t in g.trial] for c, g in done.groupby("case", sort=False)}
-        target = out or sweep_dir
-        target.mkdir(parents=True, exist_ok=True)
-        seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, target,
-                                   f"{spec.name}: students against the teacher run {teacher!r}")
-    except (SweepError, AnalysisError) as e:
-        _fail(str(e))
-        return
+    spec, table = current_table(sweep_dir)
+    if teacher not in spec.requires:
+        raise SweepError(f"the sweep requires no run {teacher!r} (it requires {sorted(spec.requires)})")
+    done = table[table.status == "ok"]
+    if case:
+        unknown = sorted(set(case) - set(table.case))
+        if unknown:
+            raise SweepError(f"--case {unknown}: no such case (cases: {', '.join(dict.fromkeys(table.case))})")
+        done = done[done.case.isin(case)]
+    if done.empty:
+        raise SweepError(f"{sweep_dir}: no finished trial yet")
+    arms = {str(c): [sweep_dir / "trials" / t for t in g.trial] for c, g in done.groupby("case", sort=False)}
+    target = out or sweep_dir
+    target.mkdir(parents=True, exist_ok=True)
+    seeds = inheritance_report(sweep_dir / "requires" / teacher, arms, target,
+                               f"{spec.name}: students against the teacher run {teacher!r}")
     for r in seeds.to_dict("records"):
         err.print(f"{r['arm']:>10} seed {r['seed']}: test {r['final_test_acc']:.3f}, keys "
                   f"{r['key_frequencies'] or '-'} ({r['shared_with_teacher']} of the teacher's), teacher-key share "
@@ -330,16 +280,16 @@ def inherit_cmd(
 def report_cmd(
     directory: Annotated[Path, typer.Argument(help="a run or sweep directory")],
     out: Annotated[Path | None, typer.Option(help="HTML file (default: DIR/report.html)")] = None,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="for an unfinished run or sweep, or one with files missing: draw what there is, with a "
+        "banner saying what is missing (without it such a directory is refused)")] = False,
 ) -> None:
     """Write one static HTML file with every figure and table of a run or sweep."""
-    from grokkit.report import ReportError, write_report
-    from grokkit.sweep import SweepError
+    from grokkit.report import write_report
 
-    try:
-        path = write_report(directory, out)
-    except (ReportError, SweepError) as e:
-        _fail(str(e))
-        return
+    path, missing = write_report(directory, out, partial=partial)
+    for line in missing:
+        err.print(f"partial report: {line}", highlight=False, markup=False)
     err.print(f"wrote {path}", highlight=False)
 
 
@@ -356,14 +306,10 @@ def analyze_cmd(
     collapse and weight norms; writes analysis.json and analysis_*.png."""
     from rich.table import Table
 
-    from grokkit.analysis.progress import AnalysisError, analyze_run, write_analysis
+    from grokkit.analysis.progress import analyze_run, write_analysis
 
-    try:
-        result = analyze_run(run_dir, member=member, position=position, min_gap=min_gap)
-        paths = write_analysis(result, out if out is not None else run_dir)
-    except AnalysisError as e:
-        _fail(str(e))
-        return
+    result = analyze_run(run_dir, member=member, position=position, min_gap=min_gap)
+    paths = write_analysis(result, out if out is not None else run_dir)
     table = Table(title=f"{run_dir}: {result['task']}, progress measures (losses on the train pairs)")
     for c in ("model", "step", "member", "seed", "key frequencies", "train loss", "restricted", "excluded",
               "test acc", "collapse", "weight norm"):
@@ -384,7 +330,7 @@ def analyze_cmd(
 
 
 def main() -> None:
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

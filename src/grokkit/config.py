@@ -42,6 +42,7 @@ from grokkit.sections import (  # noqa: F401  (re-exported)
     VocabConfig,
 )
 from grokkit.tasks import TASKS, ModularTaskConfig, TaskConfig
+from grokkit.yamlio import YAMLLimitError, load_yaml_text, read_yaml_file
 
 _Strict = Strict
 
@@ -387,7 +388,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like dotted.key=value")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = load_yaml_text(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from None
+        _set_dotted(data, key.strip(), value)
     return data
 
 
@@ -401,14 +406,20 @@ def parse_config(data: Any, source: str = "<dict>") -> RunConfig:
 
 
 def read_yaml(path: str | Path, what: str = "config file", error: type[ValueError] = ConfigError) -> Any:
-    """A YAML file's content; a missing or malformed file raises ``error`` naming ``what`` and the path."""
+    """A YAML file's content, read with the bounds of :mod:`grokkit.yamlio` (size, alias expansion; the one way
+    grokkit reads YAML); a missing, unreadable, malformed or oversized file raises ``error`` naming ``what`` and the
+    path."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return read_yaml_file(path)
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
+    except YAMLLimitError as err:
+        raise error(f"{what} {path} is refused: {err}") from None
     except yaml.YAMLError as err:
         raise error(f"{what} {path} is not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{what} {path} cannot be read: {err}") from None
 
 
 _M = TypeVar("_M", bound=BaseModel)

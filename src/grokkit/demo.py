@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -23,13 +22,14 @@ from grokkit.config import RunConfig, apply_overrides, parse_config
 from grokkit.plots import plot_groups
 from grokkit.rundir import RunDir
 from grokkit.tables import cell, markdown_table  # noqa: F401 (markdown_table: re-exported)
+from grokkit.yamlio import load_yaml_text
 
 CONFIGS = ("teacher_add113.yaml", "student_add107_distill.yaml", "student_add107_scratch.yaml")
 
 
 def packaged_config(name: str) -> RunConfig:
     text = resources.files("grokkit").joinpath("configs", "paper", name).read_text()
-    return parse_config(yaml.safe_load(text), f"configs/paper/{name}")
+    return parse_config(load_yaml_text(text), f"configs/paper/{name}")
 
 
 def _with(cfg: RunConfig, overrides: list[str]) -> RunConfig:

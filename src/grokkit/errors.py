@@ -18,3 +18,10 @@ class GrokkitError(Exception):
 
 class InputError(GrokkitError, ValueError):
     """Bad input: a config, an argument or a file that cannot be used. Nothing has been written."""
+
+
+class TrainingError(GrokkitError):
+    """A run that started and then failed while training (e.g. it ran out of memory part-way). Exit code 1: what it
+    wrote so far (its last checkpoint) is kept, and the same command resumes once the cause is fixed."""
+
+    exit_code = 1

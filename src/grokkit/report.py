@@ -1,5 +1,11 @@
 """``grokkit report DIR``: one static, self-contained HTML file with every figure and table of a run, a sweep, or a
-folder of finished runs (e.g. the demo's ``teacher/``, ``distill/``, ``scratch/`` with its ``headline.md``)."""
+folder of finished runs (e.g. the demo's ``teacher/``, ``distill/``, ``scratch/`` with its ``headline.md``).
+
+A directory that lacks something the report shows (an unfinished or killed run without ``summary.json``, a missing
+or unreadable ``metrics.csv``, a sweep without ``results.parquet`` or with unfinished trials) is refused, naming what
+is missing, unless ``partial=True`` (``--partial``): then the report draws what there is under a banner that lists
+what is missing, so that a partial page is never mistaken for a complete one.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from grokkit.checkpoint import atomic_write_text
 from grokkit.errors import InputError
-from grokkit.rundir import CONFIG_FILE, RunDir
+from grokkit.rundir import CONFIG_FILE, RunDir, RunError
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+.partial{background:#fff3cd;border:2px solid #d39e00;padding:6px 14px;margin:1em 0}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;
 padding:8px;font-size:12px;overflow-x:auto}h2{border-bottom:1px solid #ddd;padding-bottom:3px}"""
@@ -44,20 +50,45 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
 
 
-def _run_sections(d: Path) -> list[str]:
+def _run_sections(d: Path, missing: list[str]) -> list[str]:
+    """A run's sections; what the run lacks is appended to ``missing`` (and left out of the page)."""
     rd = RunDir(d)
-    s = rd.read_summary()
-    out = [f"<h2>Run {html.escape(s.get('name', d.name))}</h2>",
-           f"<p>recipe <b>{s['recipe']}</b>, task <b>{s['task']}</b>, train fraction {s['train_fraction']}, "
-           f"{s['steps']} steps, {s['wall_seconds']:.1f} s wall-clock on {s.get('device', '?')}</p>",
-           _table(pd.DataFrame(s["members"]))]
+    s = None
+    if not rd.has_summary():
+        missing.append(f"{rd.summary_path} is missing: the run has not finished (or was stopped); its outcome table "
+                       "is not shown" + (" and its curves are those of its last checkpoint" if rd.has_metrics()
+                                         else ""))
+    else:
+        try:
+            s = rd.read_summary()
+            s["members"], s["recipe"]  # noqa: B018 - what the page reads
+        except (RunError, KeyError) as err:
+            missing.append(f"{rd.summary_path} cannot be read ({err}); its outcome table is not shown")
+            s = None
+    name = s.get("name", d.name) if s is not None else d.name
+    out = [f"<h2>Run {html.escape(str(name))}</h2>"]
+    if s is not None:
+        out += [f"<p>recipe <b>{s['recipe']}</b>, task <b>{s.get('task')}</b>, train fraction "
+                f"{s.get('train_fraction')}, {s.get('steps')} steps, {float(s.get('wall_seconds', 0.0)):.1f} s "
+                f"wall-clock on {s.get('device', '?')}</p>", _table(pd.DataFrame(s["members"]))]
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
-    if rd.has_metrics():
-        fig = loss_and_norm_figure(rd.read_metrics())
+    metrics = None
+    if not rd.has_metrics():
+        missing.append(f"{rd.metrics_path} is missing: no loss and weight-norm figure")
+    else:
+        try:
+            metrics = rd.read_metrics()
+        except RunError as err:
+            missing.append(f"{err}: no loss and weight-norm figure")
+    if metrics is not None:
+        fig = loss_and_norm_figure(metrics)
         if fig is not None:
             out.append(f"<h3>Loss and weight norm</h3>{_fig_img(fig)}")
-    out.append(f"<h3>{CONFIG_FILE}</h3><pre>{html.escape(rd.read_config_text())}</pre>")
+    if rd.has_config():
+        out.append(f"<h3>{CONFIG_FILE}</h3><pre>{html.escape(rd.read_config_text())}</pre>")
+    else:
+        missing.append(f"{rd.config_path} is missing")
     return out
 
 
@@ -94,19 +125,19 @@ def loss_and_norm_figure(m: pd.DataFrame) -> Any:
     return fig
 
 
-def _collection_sections(d: Path, runs: list[Path]) -> list[str]:
-    """A folder of finished runs (the demo's output): its own notes and figures, then every run's sections."""
+def _collection_sections(d: Path, runs: list[Path], missing: list[str]) -> list[str]:
+    """A folder of runs (the demo's output): its own notes and figures, then every run's sections."""
     out = [f"<h2>{html.escape(d.name)}: {len(runs)} runs ({', '.join(html.escape(r.name) for r in runs)})</h2>"]
     for md in sorted(d.glob("*.md")):
         out.append(f"<h3>{html.escape(md.name)}</h3><pre>{html.escape(md.read_text())}</pre>")
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
     for r in runs:
-        out += _run_sections(r)
+        out += _run_sections(r, missing)
     return out
 
 
-def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str]) -> str:
+def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str], missing: list[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,9 +152,17 @@ def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str]) -> str:
         sub = table if case == "all" else table[table["case"] == case]
         for _, row in sub.iterrows():
             trial = RunDir(d / "trials" / row["trial"])
+            if row["status"] == "pending":
+                continue  # reported once, with the count of unfinished trials
             if not trial.has_metrics():
+                if row["status"] != "error":
+                    missing.append(f"{trial.metrics_path} is missing: trial {row['trial']}'s curve is not drawn")
                 continue
-            m = trial.read_metrics()
+            try:
+                m = trial.read_metrics()
+            except RunError as err:
+                missing.append(f"{err}: trial {row['trial']}'s curve is not drawn")
+                continue
             m = m[m.step > 0]
             v = row[colour_by] if colour_by else None
             c = cmap(values.index(v) / max(1, len(values) - 1)) if colour_by else "C0"
@@ -140,23 +179,33 @@ def _sweep_curves(d: Path, table: pd.DataFrame, axes: list[str]) -> str:
     return _fig_img(fig)
 
 
-def _sweep_sections(d: Path) -> list[str]:
-    from grokkit.sweep.store import read_table, summarize
+def _sweep_sections(d: Path, missing: list[str]) -> list[str]:
+    from grokkit.sweep.spec import SweepError
+    from grokkit.sweep.store import RESULTS_FILE, current_table, read_table, summarize, sweep_record
 
-    spec = yaml.safe_load((d / "sweep.yaml").read_text())
-    table = read_table(d)
-    axes = [a for a in list(spec.get("grid", {})) + list(spec.get("zip", {})) if a in table.columns]
+    spec = sweep_record(d)
+    try:
+        table = read_table(d)
+    except SweepError as err:  # a sweep that has not finished (or whose table is damaged): its trials as they stand
+        table = current_table(d)[1]
+        missing.append(f"{d / RESULTS_FILE} is missing or unreadable ({str(err).split('. ')[0]}); the tables "
+                       "below are built from the trials' directories as they stand")
+    pending = int((table.status == "pending").sum())
+    if pending:
+        missing.append(f"{pending} of {len(table)} trials have not finished (no trials/TRIAL/summary.json); they are "
+                       "counted as not generalised in the tables below")
+    axes = [a for a in list(spec.get("grid") or {}) + list(spec.get("zip") or {}) if a in table.columns]
     by = (["case"] if "case" in table.columns else []) + axes
-    out = [f"<h2>Sweep {html.escape(spec.get('name', d.name))}</h2>",
+    out = [f"<h2>Sweep {html.escape(str(spec.get('name', d.name)))}</h2>",
            f"<p>{len(table)} trials; status: " + ", ".join(f"{k} {v}" for k, v in
                                                              table.status.value_counts().items()) + "</p>",
            "<h3>Outcomes by setting</h3>", _table(summarize(table, by))]
-    if (d / "threshold.csv").exists():
+    if (d / "threshold.csv").exists() and (d / "threshold.png").exists():
         th = pd.read_csv(d / "threshold.csv")
         out += ["<h3>Critical threshold</h3>",
                 _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]]),
                 _img(d / "threshold.png")]
-    out += ["<h3>Test accuracy of every trial</h3>", _sweep_curves(d, table, axes)]
+    out += ["<h3>Test accuracy of every trial</h3>", _sweep_curves(d, table, axes, missing)]
     if "pack_size" in table:
         packs = table.dropna(subset=["group"]).groupby("group").size()
         if len(packs):
@@ -168,21 +217,42 @@ def _sweep_sections(d: Path) -> list[str]:
     return out
 
 
-def write_report(d: str | Path, out: str | Path | None = None) -> Path:
+def write_report(d: str | Path, out: str | Path | None = None, partial: bool = False) -> tuple[Path, list[str]]:
+    """Write the report of ``d`` (a run, a sweep or a folder of runs) to ``out`` (default ``d/report.html``);
+    returns its path and what was missing (empty for a complete report). A directory that lacks something is
+    refused (:class:`ReportError`, nothing written) unless ``partial``: then the page says what is missing in a
+    banner at its top."""
     d = Path(d)
+    if not d.is_dir():
+        raise ReportError(f"{d} does not exist or is not a directory: give a run, sweep or demo directory")
+    missing: list[str] = []
+    subdirs = sorted(p for p in d.iterdir() if p.is_dir())
     if (d / "sweep.yaml").exists():
-        body = _sweep_sections(d)
-    elif RunDir(d).has_summary():
-        body = _run_sections(d)
-    elif runs := sorted(p for p in (d.iterdir() if d.is_dir() else ()) if p.is_dir()
-                        and RunDir(p).has_summary() and RunDir(p).has_config()):
-        body = _collection_sections(d, runs)
+        body = _sweep_sections(d, missing)
+    elif RunDir(d).has_summary() or RunDir(d).has_config():
+        body = _run_sections(d, missing)
+    elif runs := [p for p in subdirs if RunDir(p).has_summary() and RunDir(p).has_config()] or (
+            [p for p in subdirs if RunDir(p).has_config()] if partial else []):
+        unfinished = [p.name for p in subdirs if RunDir(p).has_config() and p not in runs]
+        if unfinished:
+            missing.append(f"runs {', '.join(unfinished)} have not finished (no summary.json) and are not shown")
+        body = _collection_sections(d, runs, missing)
     else:
+        unfinished = [p.name for p in subdirs if RunDir(p).has_config()]
         raise ReportError(f"{d} is neither a finished run (summary.json), a sweep (sweep.yaml) nor a folder of "
-                          "finished runs (such as the demo's)")
+                          "finished runs (such as the demo's)" + (
+                              f"; its runs {', '.join(unfinished)} have not finished: `grokkit report {d} --partial` "
+                              "draws what there is" if unfinished else ""))
+    if missing and not partial:
+        raise ReportError(f"{d} is incomplete, so no report was written: " + "; ".join(missing)
+                          + f". `grokkit report {d} --partial` draws what there is, under a banner listing what is "
+                          "missing")
+    banner = ("<div class='partial'><p><b>Partial report</b>: this directory lacks what a complete report shows."
+              "</p><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul></div>") if missing else ""
     target = Path(out) if out else d / "report.html"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>grokkit report: {html.escape(d.name)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>grokkit report</h1><p><code>{html.escape(str(d))}</code></p>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>grokkit report: {html.escape(d.name)}"
+            f"{' (partial)' if missing else ''}</title><style>{STYLE}</style></head><body><h1>grokkit report"
+            f"{' (partial)' if missing else ''}</h1>{banner}<p><code>{html.escape(str(d))}</code></p>"
             + "\n".join(body) + "</body></html>")
     atomic_write_text(target, page)
-    return target
+    return target, missing

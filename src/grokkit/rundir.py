@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +51,8 @@ CURVES_FILE = "curves.png"
 LOCK_FILE = ".run.lock"
 #: weight snapshots during training (``training.snapshot_every`` / ``snapshot_steps``), one model file per step
 SNAPSHOT_DIR = "snapshots"
+#: the names :meth:`RunDir.move_aside` gives: ``<name>.corrupt-<time>`` or ``<name>.restart-<time>``
+MOVED_ASIDE = re.compile(r"\.(corrupt|restart)-\d{8}-\d{6}(-\d+)?$")
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "CURVES_FILE", "LOCK_FILE", "METRICS_FILE", "METRIC_COLUMNS",
            "MODEL_FILE", "SUMMARY_FILE", "RunDir", "RunError", "caption", "curve_title", "metrics_frame", "run_lock",
            "train_fraction"]
@@ -173,7 +177,7 @@ class RunDir:
         if not out.is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
         if not self.config_path.exists():
-            if any(p.name != LOCK_FILE for p in out.iterdir()):
+            if self._foreign_files():
                 raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
             return "new"
         from grokkit.config import ConfigError
@@ -181,7 +185,9 @@ class RunDir:
         try:
             previous = self.read_config()
         except ConfigError as err:
-            raise RunError(f"--out {out} holds an unreadable config.yaml ({err}); choose a new directory") from None
+            raise RunError(f"--out {out} holds an unreadable config.yaml ({err}); choose a new directory, or run the "
+                           "same command with --restart to move it aside (renamed, not deleted) and train this "
+                           "config there") from None
         if not previous.same_run(cfg):
             raise RunError(f"--out {out} holds a run with a different config; choose a new directory "
                            "(or run the same config there to resume it)")
@@ -237,10 +243,10 @@ class RunDir:
             return self._config[1]
         from pydantic import ValidationError
 
-        from grokkit.config import ConfigError, parse_config
+        from grokkit.config import ConfigError, parse_config, read_yaml
 
         try:
-            cfg = parse_config(yaml.safe_load(self.config_path.read_text()), str(self.config_path))
+            cfg = parse_config(read_yaml(self.config_path, "run config"), str(self.config_path))
         except ConfigError:
             raise
         except (ValidationError, yaml.YAMLError, TypeError) as err:
@@ -258,7 +264,15 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------------ summary
     def read_summary(self) -> dict[str, Any]:
-        return json.loads(self.summary_path.read_text())
+        """The run's summary; a file that is not a JSON mapping (truncated, overwritten) raises :class:`RunError`
+        naming it (FileNotFoundError if there is none)."""
+        try:
+            data = json.loads(self.summary_path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise RunError(f"{self.summary_path} cannot be read: {err}") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{self.summary_path} cannot be read: it holds a {type(data).__name__}, not a summary")
+        return data
 
     def read_summary_model(self) -> Summary:
         """The summary as its typed model (:class:`grokkit.summary.Summary`)."""
@@ -281,7 +295,16 @@ class RunDir:
         return frame
 
     def read_metrics(self) -> pd.DataFrame:
-        return pd.read_csv(self.metrics_path)
+        """The run's metrics; a file pandas cannot parse (empty, truncated mid-row, binary) raises :class:`RunError`
+        naming it (FileNotFoundError if there is none)."""
+        try:
+            frame = pd.read_csv(self.metrics_path)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise RunError(f"{self.metrics_path} cannot be read: {err}") from None
+        if "step" not in frame.columns:
+            raise RunError(f"{self.metrics_path} cannot be read: it has no `step` column (columns: "
+                           f"{list(frame.columns)[:8]})")
+        return frame
 
     # ------------------------------------------------------------------------------------------ model, curves
     def write_model(self, model: EnsembleModel, vocab: Vocabulary, extra: dict[str, Any] | None = None) -> None:
@@ -331,6 +354,69 @@ class RunDir:
 
     def remove_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------ damage and restart
+    def unreadable(self) -> dict[str, str]:
+        """File name -> why, for each file of the contract that exists but cannot be read (config, summary,
+        metrics, model, checkpoint): what :meth:`restart` moves aside."""
+        from grokkit.checkpoint import CheckpointError, load_checkpoint
+        from grokkit.config import ConfigError
+
+        checks: list[tuple[Path, Any]] = [
+            (self.config_path, self.read_config), (self.summary_path, self.read_summary),
+            (self.metrics_path, self.read_metrics), (self.model_path, self.read_model),
+            (self.checkpoint_path, lambda: load_checkpoint(self.checkpoint_path))]
+        problems = {}
+        for path, read in checks:
+            if not path.exists():
+                continue
+            try:
+                read()
+            except (ConfigError, RunError, CheckpointError, OSError) as err:
+                problems[path.name] = str(err)
+        return problems
+
+    def _foreign_files(self) -> list[Path]:
+        """What the directory holds besides the lock and files :meth:`restart` moved aside: a directory holding only
+        those is as good as empty for a new run."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE and not MOVED_ASIDE.search(p.name)]
+
+    def move_aside(self, name: str, why: str) -> Path:
+        """Rename ``name`` (a file or folder of this directory) to ``<name>.<why>-<time>``: kept, out of the way."""
+        source = self.path / name
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path / f"{name}.{why}-{stamp}"
+        n = 1
+        while target.exists():
+            target = self.path / f"{name}.{why}-{stamp}-{n}"
+            n += 1
+        os.replace(source, target)
+        return target
+
+    def restart(self, cfg: RunConfig) -> list[tuple[Path, Path]]:
+        """Clear the way for training ``cfg`` from step 0 here, deleting nothing: every file an earlier attempt left
+        (checkpoint, metrics, snapshots, and a summary, model or curves of an attempt whose files cannot all be
+        read) is renamed ``<name>.corrupt-<time>`` if it cannot be read, else ``<name>.restart-<time>``; an
+        unreadable ``config.yaml`` too. A finished run whose files all read is left as it is (nothing to restart).
+        Raises :class:`RunError` for a directory that holds another run or something else. Returns (old, new) of
+        each move. The caller holds the lock."""
+        out = self.path
+        if not out.exists():
+            return []
+        if not out.is_dir():
+            raise RunError(f"--out {out} exists and is not a directory")
+        problems = self.unreadable()
+        if self.config_path.exists() and CONFIG_FILE not in problems and not self.read_config().same_run(cfg):
+            raise RunError(f"--out {out} holds a run with a different config; --restart only restarts the same "
+                           "config: choose a new directory")
+        if not self.config_path.exists() and self._foreign_files():
+            raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
+        if self.has_summary() and not problems:
+            return []
+        names = [CONFIG_FILE] if CONFIG_FILE in problems else []
+        names += [n for n in (CHECKPOINT_FILE, SUMMARY_FILE, METRICS_FILE, MODEL_FILE, CURVES_FILE, SNAPSHOT_DIR)
+                  if (out / n).exists()]
+        return [(out / n, self.move_aside(n, "corrupt" if n in problems else "restart")) for n in names]
 
 
 def run_lock(out: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:

@@ -374,7 +374,7 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
         raise TuneError(f"--out {out} is not empty and holds no grokkit tune; choose a new directory")
     saved = out / "tune.yaml"
     if saved.exists():
-        before = parse_tune(yaml.safe_load(saved.read_text()), str(saved))
+        before = parse_tune(read_yaml(saved, "tune spec", TuneError), str(saved))
         added = _extension(before, spec)
         if added is None:
             raise TuneError(f"--out {out} holds a tune of another spec; choose a new directory (or run the same "

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from grokkit.sweep.spec import MapSpec, SweepError
+from grokkit.sweep.store import require_finished
 
 TEACHER_COLUMNS = ("teacher_acc_on_student_test", "teacher_kd_acc_on_student_test")
 
@@ -98,6 +99,7 @@ def _task_of(path: str) -> tuple[str, int] | None:
 
 def map_table(table: pd.DataFrame, spec: MapSpec) -> pd.DataFrame:
     """One row per cell: the cell's coordinates and match values, both arms' outcomes, their difference."""
+    require_finished(table, "the sweep", "a map")
     need = [spec.rows, spec.cols, spec.arm, *spec.match]
     missing = [c for c in need if c not in table.columns]
     if missing:

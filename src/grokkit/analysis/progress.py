@@ -284,14 +284,21 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
 
     rd = RunDir(run_dir)
     run_dir = rd.path
+    if not run_dir.exists():
+        raise AnalysisError(f"{run_dir} is not a directory (it does not exist): give a run directory (grokkit run "
+                            "... --out DIR)")
     if not run_dir.is_dir():
         raise AnalysisError(f"{run_dir} is not a directory")
     if not rd.has_config():
-        raise AnalysisError(f"{run_dir} holds no config.yaml: not a grokkit run directory")
+        raise AnalysisError(f"{run_dir} holds no config.yaml: not a grokkit run directory"
+                            + (" (it is a sweep: analyse one of its trials/TRIAL directories)"
+                               if (run_dir / "sweep.yaml").exists() else ""))
+    damaged = ("; the run's files are damaged: train it again with `grokkit run CONFIG --out "
+               f"{run_dir} --restart` (the damaged files are kept, renamed *.corrupt-<time>)")
     try:
         cfg = rd.read_config()
     except ConfigError as err:
-        raise AnalysisError(f"{rd.config_path} is unreadable: {err}") from None
+        raise AnalysisError(f"{rd.config_path} is unreadable: {err}{damaged}") from None
     from grokkit.recipes import RECIPES
 
     recipe = RECIPES.get(cfg.recipe)
@@ -314,7 +321,7 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
         try:
             model, vocab, _ = rd.read_model()
         except CheckpointError as err:
-            raise AnalysisError(str(err)) from None
+            raise AnalysisError(f"{err}{damaged}") from None
         models.append(RunModel("final", step, model))
     else:
         vocab = build_vocab(cfg)
@@ -326,10 +333,13 @@ def _read_run(run_dir: Path) -> tuple[Any, Any, list[RunModel]]:
                 for name, p in model.named_parameters():
                     p.copy_(tensors[f"model.{name}"])
         except (CheckpointError, KeyError, RuntimeError, ValueError) as err:
-            raise AnalysisError(f"{run_dir / CHECKPOINT_FILE} cannot be read as this run's model: {err}") from None
+            raise AnalysisError(f"{run_dir / CHECKPOINT_FILE} cannot be read as this run's model: {err}{damaged}"
+                                ) from None
         models.append(RunModel("checkpoint", state.get("step"), model))
     if not models:
-        raise AnalysisError(f"{run_dir} holds neither {MODEL_FILE} nor {CHECKPOINT_FILE}: nothing to analyse")
+        raise AnalysisError(f"{run_dir} holds neither {MODEL_FILE} nor {CHECKPOINT_FILE}: nothing to analyse (the "
+                            "run has not reached its first checkpoint, or its files were removed); run it with "
+                            f"`grokkit run CONFIG --out {run_dir}` (training.snapshot_every also keeps snapshots)")
     for m in models:
         if not isinstance(m.model, EnsembleTransformer) or not hasattr(m.model, "embed"):
             raise AnalysisError(f"{run_dir}: the model is not a grokkit transformer; progress measures need one")

@@ -144,9 +144,14 @@ def outcome_columns(table: pd.DataFrame) -> tuple[str, str]:
 
 def threshold_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str = "case",
                     n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    from grokkit.sweep.spec import SweepError
+    from grokkit.sweep.store import require_finished
+
+    require_finished(table, "the sweep", "a threshold fit")
     df = table[table.status != "pending"]
     if x not in df.columns:
-        raise ValueError(f"threshold: no column {x!r} in the results")
+        raise SweepError(f"threshold: no column {x!r} in the results; give --x one of the varied columns, e.g. "
+                         f"{[c for c in df.columns if c.startswith(('task.', 'distill.', 'optimizer.'))][:6]}")
     groups = df.groupby(by) if by in df.columns else [("all", df)]
     outcome, _ = outcome_columns(df)
     rows = []

@@ -8,6 +8,8 @@ Layout of a sweep directory::
     DIR/groups/GROUP/         a packed ensemble while it trains (its checkpoint lets a killed sweep resume)
     DIR/.attempts/GROUP.jsonl one line per start of that group (pid, host, whether it resumed); removed when it is done
     DIR/trials/TRIAL/         one run directory per trial (the run-directory contract), or error.json if it failed
+    DIR/corrupt/TRIAL.TIME/   a finished trial whose files could not be read, moved aside (it is trained again)
+    DIR/corrupt/GROUP/        files ``--restart`` moved aside in a group's folder, kept when the group is done
     DIR/results.parquet       one row per trial: flattened config, outcome, wall-clock
     DIR/.sweep.lock           held while a sweep runs; a second sweep on DIR is refused
 
@@ -17,6 +19,12 @@ finished, so a group is either done or resumed from its checkpoint. A group star
 retrying a task whose worker or node died) resumes from its last checkpoint and rewrites its trials' directories whole;
 each trial's ``summary.json`` records how many times its group was started (``sweep.attempts``) and whether the
 last start resumed a checkpoint (``sweep.resumed``).
+
+Memory: before anything is written, each kind of trial is checked to fit alone in what a group may use (the
+device's memory, or ``GROKKIT_MEMORY_LIMIT``, shared by the ``workers`` groups that run side by side); a packed group
+whose estimate exceeds it is split into smaller groups (:func:`plan`, :mod:`grokkit.resources`). A group whose
+checkpoint cannot be read fails with a message naming it; ``restart=True`` (``grokkit sweep --restart``) trains such
+groups again from step 0, the unreadable file moved aside.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import yaml
 
 from grokkit.checkpoint import atomic_write_text, load_model
 from grokkit.config import MEMBER_SETTINGS, MemberConfig, RunConfig, parse_config
+from grokkit.resources import LIMIT_ENV, ResourceError, check_memory, fits, memory_limit, parse_size
 from grokkit.rundir import RunDir, curve_title, train_fraction
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
 
@@ -113,12 +122,13 @@ def _split_by_padding(trials: list[Trial], max_padding: float) -> list[list[Tria
 
 
 def plan(trials: list[Trial], pack: bool = True, max_pack: int = 256, name: str = "sweep",
-         max_padding: float | None = None) -> list[Group]:
+         max_padding: float | None = None, memory_budget: int | None = None) -> list[Group]:
     """Group trials whose configs agree except for member-level settings (seed, fraction, lr, wd, alpha, T).
 
     ``max_padding``: the largest share of padded training rows allowed in a group (members train on sets of
     different sizes when the fraction varies). Default: 0.25 on CPU, where padding costs compute, and no limit on
-    GPUs, where one large ensemble beats several small ones."""
+    GPUs, where one large ensemble beats several small ones. ``memory_budget``: bytes one group may use; a group
+    whose memory estimate exceeds it is split into equal smaller groups (None: no limit)."""
     buckets: dict[str, list[Trial]] = {}
     for t in trials:
         key = _pack_key(t.config) if pack else t.id
@@ -130,14 +140,61 @@ def plan(trials: list[Trial], pack: bool = True, max_pack: int = 256, name: str 
             limit = 0.25 if members[0].config.training.device == "cpu" else 1.0
         for part in _split_by_padding(members, limit) if limit < 1.0 else [members]:
             for start in range(0, len(part), max_pack):
-                chunk = part[start:start + max_pack]
-                digest = hashlib.sha1("\n".join(t.id for t in chunk).encode()).hexdigest()[:12]
-                base = chunk[0].config.model_dump(mode="json")
-                base.pop("seeds", None)
-                base["members"] = [_member(t.config).model_dump(mode="json", exclude_none=True) for t in chunk]
-                base["name"] = f"{name}/group-{digest}"
-                groups.append(Group(f"group-{digest}", chunk, parse_config(base, f"group {digest}")))
+                for chunk in _within_budget(part[start:start + max_pack], name, memory_budget):
+                    groups.append(_group(chunk, name))
     return groups
+
+
+def _group(chunk: list[Trial], name: str) -> Group:
+    digest = hashlib.sha1("\n".join(t.id for t in chunk).encode()).hexdigest()[:12]
+    base = chunk[0].config.model_dump(mode="json")
+    base.pop("seeds", None)
+    base["members"] = [_member(t.config).model_dump(mode="json", exclude_none=True) for t in chunk]
+    base["name"] = f"{name}/group-{digest}"
+    return Group(f"group-{digest}", chunk, parse_config(base, f"group {digest}"))
+
+
+def _within_budget(chunk: list[Trial], name: str, budget: int | None) -> list[list[Trial]]:
+    """``chunk`` as it is if its group fits ``budget``, else split into equal parts of the largest size that fits
+    (found by bisection on the estimate; one trial always forms a group: :func:`check_trials_fit` refuses a trial
+    that does not fit alone before anything runs)."""
+    if budget is None or len(chunk) == 1 or fits(_group(chunk, name).config, budget):
+        return [chunk]
+    lo, hi = 1, len(chunk)  # a group of lo trials fits, one of hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(_group(chunk[:mid], name).config, budget) else (lo, mid)
+    return [chunk[i:i + lo] for i in range(0, len(chunk), lo)]
+
+
+def group_budget(executor: str, workers: int, device: str) -> tuple[int | None, str]:
+    """(bytes one packed group may use, where that comes from): locally the device's memory (or
+    ``GROKKIT_MEMORY_LIMIT``) shared by the ``workers`` groups that run side by side; on Ray, whose groups run on
+    other machines, only ``GROKKIT_MEMORY_LIMIT`` (per group)."""
+    if executor == "ray":
+        raw = os.environ.get(LIMIT_ENV)
+        return (parse_size(raw) if raw else None), f"{LIMIT_ENV}={raw}" if raw else "no limit on Ray"
+    have, where = memory_limit(device)
+    if have is None or workers <= 1:
+        return have, where
+    return have // workers, f"{where}, shared by {workers} workers"
+
+
+def check_trials_fit(trials: list[Trial], budget: tuple[int | None, str]) -> None:
+    """Refuse (:class:`~grokkit.resources.ResourceError`, naming the trial) a sweep one of whose trials needs more
+    memory alone than a group may use; one trial of each packable kind is estimated."""
+    if budget[0] is None:
+        return
+    seen: set[str] = set()
+    for t in sorted(trials, key=_fraction, reverse=True):  # the largest training set of each kind first
+        key = _pack_key(t.config)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_memory(t.config, budget)
+        except ResourceError as err:
+            raise ResourceError(f"trial {t.id}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------ trial state
@@ -151,11 +208,31 @@ def trial_done(sweep_dir: Path, trial: Trial) -> bool:
         return False
     try:
         saved = d.read_config()
-    except Exception:  # noqa: BLE001 - an unreadable trial is simply re-run
+        d.read_summary()
+    except Exception:  # noqa: BLE001 - an unreadable trial is re-run (see move_damaged)
         return False
     # the run's name is a label (the sweep's name / the trial id): a sweep renamed, or a trial shared by two sweeps
     # of the same settings (a subset spec and the whole), finds its finished trials
     return saved.model_copy(update={"name": trial.config.name}) == trial.config
+
+
+def damaged(sweep_dir: Path, trial: Trial) -> dict[str, str]:
+    """File name -> why, for each file of a trial that looks finished (it has a summary) and cannot be read."""
+    d = RunDir(trial_dir(sweep_dir, trial))
+    return d.unreadable() if d.has_summary() else {}
+
+
+def move_damaged(sweep_dir: Path, trial: Trial) -> Path:
+    """Move a damaged trial's directory to ``DIR/corrupt/TRIAL.TIME`` (kept, out of the results' way), so that the
+    sweep trains it again; returns where it went."""
+    target = sweep_dir / "corrupt" / f"{trial.id}.{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while target.exists():
+        target = target.with_name(f"{trial.id}.{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(trial_dir(sweep_dir, trial), target)
+    return target
 
 
 def _write_error(sweep_dir: Path, trial: Trial, message: str, tb: str) -> None:
@@ -165,9 +242,11 @@ def _write_error(sweep_dir: Path, trial: Trial, message: str, tb: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ one group
-def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -> dict[str, str]:
+def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None, restart: bool = False
+              ) -> dict[str, str]:
     """Train one packed group and write its trials' run directories. Never raises: a failure is recorded in each of
-    the group's trial directories (``error.json``) and returned, so the other groups go on."""
+    the group's trial directories (``error.json``) and returned, so the other groups go on. ``restart``: a group
+    whose checkpoint cannot be read trains again from step 0 (see :func:`grokkit.api.run`)."""
     import torch
 
     from grokkit.api import run
@@ -178,7 +257,7 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
     group_dir = sweep_dir / "groups" / group.id
     try:
         _record_attempt(group_dir)
-        summary = run(group.config, group_dir, progress=False, log=lambda msg: None)
+        summary = run(group.config, group_dir, progress=False, log=lambda msg: None, restart=restart)
         explode(group, group_dir, sweep_dir, summary)
     except Exception as err:  # noqa: BLE001 - isolate the failure to this group's trials
         tb = traceback.format_exc()
@@ -186,12 +265,24 @@ def run_group(group: Group, sweep_dir: str | Path, threads: int | None = None) -
         for t in group.trials:
             _write_error(sweep_dir, t, message, tb)
         return {t.id: f"error: {message}" for t in group.trials}
+    _keep_moved_aside(group_dir, sweep_dir / "corrupt" / group.id)
     shutil.rmtree(group_dir, ignore_errors=True)
     attempts = _attempts_file(group_dir)
     attempts.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the last group out removes the folder; others may still be writing there
         attempts.parent.rmdir()
     return {t.id: "failed" if m["failed"] else "ok" for t, m in zip(group.trials, summary["members"])}
+
+
+def _keep_moved_aside(group_dir: Path, target: Path) -> None:
+    """Before a finished group's folder is removed: keep the files ``--restart`` moved aside there
+    (``*.corrupt-<time>``, ``*.restart-<time>``) in ``target`` (``DIR/corrupt/GROUP``); grokkit deletes nothing of
+    a person's that it could not read."""
+    moved = [p for p in group_dir.iterdir() if ".corrupt-" in p.name or ".restart-" in p.name]
+    if moved:
+        target.mkdir(parents=True, exist_ok=True)
+        for p in moved:
+            os.replace(p, target / p.name)
 
 
 def _attempts_file(group_dir: Path) -> Path:
@@ -291,14 +382,14 @@ def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
 
 
 def _run_group_payload(payload: tuple[str, list[tuple[str, str, dict[str, Any]]], str], sweep_dir: str,
-                       threads: int | None, parent: int | None = None) -> dict[str, str]:
+                       threads: int | None, parent: int | None = None, restart: bool = False) -> dict[str, str]:
     """Picklable entry point for process pools and Ray: configs travel as JSON."""
     if parent is not None:
         _exit_with_parent(parent)
     gid, trials, group_cfg = payload
     group = Group(gid, [Trial(tid, parse_config(json.loads(c)), coords) for tid, c, coords in trials],
                   parse_config(json.loads(group_cfg)))
-    return run_group(group, sweep_dir, threads)
+    return run_group(group, sweep_dir, threads, restart)
 
 
 def _payload(group: Group) -> tuple[str, list[tuple[str, str, dict[str, Any]]], str]:
@@ -310,24 +401,24 @@ def _payload(group: Group) -> tuple[str, list[tuple[str, str, dict[str, Any]]], 
 Report = Callable[[Group, dict[str, str]], None]
 
 
-def execute_local(groups: list[Group], sweep_dir: Path, workers: int, report: Report) -> None:
+def execute_local(groups: list[Group], sweep_dir: Path, workers: int, report: Report, restart: bool = False) -> None:
     if workers <= 1 or len(groups) <= 1:
         for g in groups:
-            report(g, run_group(g, sweep_dir))
+            report(g, run_group(g, sweep_dir, restart=restart))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads, os.getpid()): g
+        futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads, os.getpid(), restart): g
                    for g in groups}
         for fut in as_completed(futures):
             report(futures[fut], fut.result())
 
 
 def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: str | None,
-                cpus_per_group: float) -> None:
+                cpus_per_group: float, restart: bool = False) -> None:
     """Each group is a Ray task. On a cluster the sweep directory must be on a filesystem every node shares."""
     try:
         import ray
@@ -346,7 +437,7 @@ def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: s
         # group resumes from its last checkpoint in the shared sweep directory.
         task = ray.remote(num_cpus=cpus_per_group, max_retries=RAY_MAX_RETRIES,
                           retry_exceptions=False)(_run_group_payload)
-        pending = {task.remote(_payload(g), str(sweep_dir.resolve()), threads): g for g in groups}
+        pending = {task.remote(_payload(g), str(sweep_dir.resolve()), threads, None, restart): g for g in groups}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -364,6 +455,18 @@ def execute_ray(groups: list[Group], sweep_dir: Path, report: Report, address: s
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
+def _log_errors(outcomes: dict[str, str], log: Callable[[str], None]) -> None:
+    """One line per distinct error: how many trials, which (the first few), and the message (which says what to
+    do, e.g. --restart for a group whose checkpoint cannot be read)."""
+    by_message: dict[str, list[str]] = {}
+    for trial, outcome in outcomes.items():
+        if outcome.startswith("error"):
+            by_message.setdefault(outcome.removeprefix("error: "), []).append(trial)
+    for message, ids in by_message.items():
+        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        log(f"{len(ids)} trial(s) failed ({', '.join(ids[:3])}{more}; each has error.json): {message}")
+
+
 class _Lock:
     def __init__(self, sweep_dir: Path) -> None:
         from filelock import FileLock, Timeout
@@ -403,8 +506,9 @@ def train_required(spec: SweepSpec, root: Path, out: Path, log: Callable[[str], 
 
 def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "local", workers: int = 1,
               address: str | None = None, cpus_per_group: float = 1.0, dry_run: bool = False,
-              log: Callable[[str], None] = print) -> SweepResult:
-    """Run (or resume, or extend) a sweep into ``out``; returns what was planned and what happened."""
+              log: Callable[[str], None] = print, restart: bool = False) -> SweepResult:
+    """Run (or resume, or extend) a sweep into ``out``; returns what was planned and what happened. ``restart``:
+    groups whose checkpoint cannot be read train again from step 0 (the file moved aside)."""
     from grokkit.sweep.store import build_table, write_table
 
     out = Path(out)
@@ -415,10 +519,12 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
     if out.exists() and any(out.iterdir()) and not (out / "sweep.yaml").exists():
         raise SweepError(f"--out {out} is not empty and holds no grokkit sweep; choose a new directory")
     required = required_configs(spec, root)
-    expand(spec, root)  # validate every trial before anything is written
+    checked = expand(spec, root)  # validate every trial before anything is written
+    budget = group_budget(executor, workers, checked[0].config.training.device) if checked else (None, "")
+    check_trials_fit(checked, budget)  # and refuse one too large for the machine even alone
     if dry_run:
         trials = expand(spec, root, {k: str(out / "requires" / k) for k in required})
-        return SweepResult(trials, plan(trials, spec.pack, spec.max_pack, spec.name, spec.max_padding), 0)
+        return SweepResult(trials, plan(trials, spec.pack, spec.max_pack, spec.name, spec.max_padding, budget[0]), 0)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with _Lock(out):
@@ -426,7 +532,13 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
         required_dirs = train_required(spec, root, out, log)
         trials = expand(spec, root, required_dirs)
         pending = [t for t in trials if not trial_done(out, t)]
-        groups = plan(pending, spec.pack, spec.max_pack, spec.name, spec.max_padding)
+        for t in pending:
+            problems = damaged(out, t)
+            if problems:
+                where = move_damaged(out, t)
+                log(f"trial {t.id} looked finished but cannot be read ({'; '.join(problems.values())}); it is "
+                    f"trained again, its old directory kept as {where}")
+        groups = plan(pending, spec.pack, spec.max_pack, spec.name, spec.max_padding, budget[0])
         result = SweepResult(trials, groups, len(trials) - len(pending))
         sizes = sorted((len(g.trials) for g in groups), reverse=True)
         log(f"{len(trials)} trials: {result.skipped} already done, {len(pending)} to run in {len(groups)} "
@@ -445,13 +557,14 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
             log(f"[{n_done}/{len(groups)}] {g.id} ({len(g.trials)} trials): {state}")
 
         if executor == "local":
-            execute_local(groups, out, workers, report)
+            execute_local(groups, out, workers, report, restart)
         else:
-            execute_ray(groups, out, report, address, cpus_per_group)
+            execute_ray(groups, out, report, address, cpus_per_group, restart)
+        _log_errors(result.outcomes, log)
         table = build_table(out, trials, spec)
         write_table(out, table)
         result.table = table
-        if spec.threshold is not None and len(table):
+        if spec.threshold is not None and table.status.isin(["ok", "failed"]).any():
             from grokkit.analysis.threshold import threshold_report
 
             threshold_report(table, out, spec.threshold.x, spec.threshold.by, spec.threshold.n_bootstrap)

@@ -29,6 +29,7 @@ from grokkit.config import (
     read_yaml,
 )
 from grokkit.errors import InputError
+from grokkit.yamlio import load_yaml_text
 
 
 class SweepError(InputError):
@@ -156,7 +157,10 @@ class SweepSpec(BaseModel):
             if "=" not in item:
                 raise SweepError(f"override {item!r} must look like dotted.key=value")
             key, raw = item.split("=", 1)
-            extra[key.strip()] = yaml.safe_load(raw)
+            try:
+                extra[key.strip()] = load_yaml_text(raw)
+            except yaml.YAMLError as err:
+                raise SweepError(f"override {item!r}: the value is not valid YAML: {err}") from None
         return parse_sweep({**self.model_dump(mode="json"), "overrides": {**self.overrides, **extra}})
 
     def seed_list(self) -> list[int]:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from grokkit.checkpoint import atomic_write
-from grokkit.rundir import RunDir
+from grokkit.rundir import RunDir, RunError
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial
 
 RESULTS_FILE = "results.parquet"
@@ -40,7 +40,11 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     for k, v in config.items():
         row.setdefault(k, v)
     run, error_path = RunDir(d), d / "error.json"
-    if run.has_summary():
+    damage = _unreadable_summary(run)
+    if damage is not None:
+        row.update(status="error", error=f"{damage}; run the sweep again: it moves this trial aside and trains it "
+                   "again", generalized=False, generalized_lasting=False)
+    elif run.has_summary():
         s = run.read_summary()
         m = s["members"][0]
         sw = s.get("sweep", {})
@@ -67,11 +71,29 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
                     if v is None or isinstance(v, (int, float, bool)):
                         row[f"{key}@{sub}"] = v
     elif error_path.exists():
-        e = json.loads(error_path.read_text())
-        row.update(status="error", error=e["error"], generalized=False, generalized_lasting=False)
+        try:
+            message = json.loads(error_path.read_text())["error"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            message = f"{error_path} cannot be read ({err}); run the sweep again to retry this trial"
+        row.update(status="error", error=message, generalized=False, generalized_lasting=False)
     else:
         row.update(status="pending", generalized=False, generalized_lasting=False)
     return row
+
+
+def _unreadable_summary(run: RunDir) -> str | None:
+    """Why a trial's summary cannot be used (unreadable, or not a trial's summary), or None (fine, or none yet)."""
+    if not run.has_summary():
+        return None
+    try:
+        s = run.read_summary()
+        s["members"][0]["failed"]  # noqa: B018 - the fields trial_row reads
+        s["steps"], s["wall_seconds"]  # noqa: B018
+    except RunError as err:
+        return str(err)
+    except (KeyError, IndexError, TypeError) as err:
+        return f"{run.summary_path} cannot be read: it lacks {err}"
+    return None
 
 
 def build_table(sweep_dir: Path, trials: list[Trial], spec: SweepSpec | None = None) -> pd.DataFrame:
@@ -96,13 +118,55 @@ def write_table(sweep_dir: Path, table: pd.DataFrame) -> None:
 
 
 def read_table(sweep_dir: str | Path) -> pd.DataFrame:
-    path = Path(sweep_dir) / RESULTS_FILE
+    """The results table a finished sweep wrote; a sweep that has not finished (no table yet) or a directory that is
+    no sweep raises :class:`SweepError` naming the missing file and what to do."""
+    d = Path(sweep_dir)
+    path = d / RESULTS_FILE
+    if not d.is_dir():
+        raise SweepError(f"{d} is not a directory: give a sweep directory (grokkit sweep ... --out DIR)")
+    if not path.exists() and (d / "sweep.yaml").exists():
+        raise SweepError(f"{path} is missing: the sweep has not finished (the table is written when it ends). Run the "
+                         f"same `grokkit sweep ... --out {d}` again to finish it (finished trials are kept), or "
+                         f"`grokkit report {d} --partial` to see the trials finished so far")
     if not path.exists():
-        raise SweepError(f"{sweep_dir} holds no {RESULTS_FILE}: is it a sweep directory (grokkit sweep ... --out)?")
+        raise SweepError(f"{d} holds no {RESULTS_FILE}: is it a sweep directory (grokkit sweep ... --out)?")
     try:
         return pd.read_parquet(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
         raise SweepError(f"{path} is unreadable: {err}") from None
+
+
+def sweep_record(sweep_dir: str | Path) -> dict[str, Any]:
+    """The ``sweep.yaml`` a sweep directory holds (the resolved spec, as a mapping); raises :class:`SweepError`
+    naming the file when it is missing or unreadable."""
+    from grokkit.config import read_yaml
+
+    path = Path(sweep_dir) / "sweep.yaml"
+    data = read_yaml(path, "sweep record", SweepError)
+    if not isinstance(data, dict):
+        raise SweepError(f"sweep record {path} must hold a mapping; it is damaged: restore it or re-run the sweep "
+                         "into a new directory")
+    return data
+
+
+def axis_columns(sweep_dir: str | Path, table: pd.DataFrame) -> list[str]:
+    """The columns a sweep's results are grouped by by default: ``case`` and the sweep's axes (from its
+    ``sweep.yaml``) that the table has."""
+    spec = sweep_record(sweep_dir)
+    axes = list(spec.get("grid") or {}) + list(spec.get("zip") or {})
+    return (["case"] if "case" in table.columns else []) + [a for a in axes if a in table.columns]
+
+
+def require_finished(table: pd.DataFrame, sweep_dir: str | Path, what: str) -> pd.DataFrame:
+    """``table`` if at least one of its trials finished (status ok or failed), else :class:`SweepError` saying so,
+    with the trials' states and what to do: ``what`` needs finished trials."""
+    if table.status.isin(["ok", "failed"]).any():
+        return table
+    counts = ", ".join(f"{n} {s}" for s, n in table.status.value_counts().items()) or "no trials"
+    errors = "; `grokkit report DIR --partial` shows their errors" if (table.status == "error").any() else ""
+    raise SweepError(f"{sweep_dir} has no finished trial yet ({counts}; a finished trial has "
+                     f"trials/TRIAL/summary.json), so there is nothing for {what}. Run (or resume) the sweep until "
+                     f"trials finish{errors}")
 
 
 def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> pd.DataFrame:

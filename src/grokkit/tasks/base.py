@@ -263,6 +263,12 @@ class TaskSpec(Strict):
         """The kind's own vocabulary, or None for the shared modular one (built from ``vocab:``)."""
         return None
 
+    def example_counts(self, train_fraction: float | None = None) -> tuple[int, int, int]:
+        """At most how many (train, test, validation) examples one member's :meth:`split` makes, computed from the
+        settings alone (nothing is built): :mod:`grokkit.resources` estimates a run's memory from it before any data
+        exists. ``train_fraction`` as in :meth:`split`."""
+        raise NotImplementedError(f"task kind {self.kind!r} does not say how many examples it makes")
+
     def describe_data(self) -> str:
         """The training data in a few words, for figure captions ("20% of pairs")."""
         raise NotImplementedError

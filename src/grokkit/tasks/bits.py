@@ -205,6 +205,9 @@ class _BitTaskConfig(TaskSpec):
     def describe_data(self) -> str:
         return f"{self.n_train} training inputs"
 
+    def example_counts(self, train_fraction: float | None = None) -> tuple[int, int, int]:
+        return self.n_train, self.n_test, self.n_val
+
 
 @TASKS.register("sparse_parity")
 class SparseParityConfig(_BitTaskConfig):

@@ -197,3 +197,7 @@ class DigitsConfig(TaskSpec):
 
     def describe_data(self) -> str:
         return f"{self.n_train} training images"
+
+    def example_counts(self, train_fraction: float | None = None) -> tuple[int, int, int]:
+        n_test = self.n_test if self.n_test is not None else N_IMAGES - self.n_train - self.n_val
+        return self.n_train, n_test, self.n_val

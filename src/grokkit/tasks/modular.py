@@ -162,3 +162,11 @@ class ModularTaskConfig(TaskSpec):
 
     def describe_data(self) -> str:
         return f"{self.train_fraction:.0%} of pairs"
+
+    def example_counts(self, train_fraction: float | None = None) -> tuple[int, int, int]:
+        """Of the ``modulus**2`` pairs (an upper bound: some operations leave pairs out), as :meth:`ModularTask.split`
+        rounds them."""
+        n = self.modulus**2
+        n_train = int(round((self.train_fraction if train_fraction is None else train_fraction) * n))
+        n_val = int(round(self.val_fraction * n))
+        return n_train, max(0, n - n_train - n_val), n_val
