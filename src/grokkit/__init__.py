@@ -26,7 +26,8 @@ __version__ = "0.2.0"
 _EXPORTS = {
     **{name: "grokkit.interface" for name in (
         "run", "load", "sweep", "tune", "results", "threshold", "draw_map", "inherit", "analyze", "report",
-        "compare", "compare_markdown", "figures", "repro", "demo", "make_config", "plot_runs", "compare_runs")},
+        "compare", "compare_markdown", "figures", "repro", "demo", "make_config", "plot_runs", "compare_runs",
+        "markdown")},
     **{name: "grokkit.results" for name in ("RunResult", "SweepResult", "TuneResult", "SingleMember")},
     **{name: "grokkit.summary" for name in ("Summary", "MemberResult", "TeacherRecord")},
     **{name: "grokkit.errors" for name in ("GrokkitError", "InputError")},
@@ -71,6 +72,7 @@ __all__ = [
     "load",
     "load_config",
     "make_config",
+    "markdown",
     "plot_runs",
     "parse_config",
     "report",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
         inherit,
         load,
         make_config,
+        markdown,
         plot_runs,
         report,
         repro,

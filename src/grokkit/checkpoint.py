@@ -142,6 +142,15 @@ def run_summary(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a checkpoint file was saved at (its metadata only); None if there is none or it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int(json.loads((f.metadata() or {})["state"])["step"])
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError):
+        return None
+
+
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     _save_tensors(path, tensors, {"format": CHECKPOINT_FORMAT, "state": state})
 

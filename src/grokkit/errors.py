@@ -25,3 +25,19 @@ class TrainingError(GrokkitError):
     wrote so far (its last checkpoint) is kept, and the same command resumes once the cause is fixed."""
 
     exit_code = 1
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run (or sweep) stopped by SIGINT (Ctrl-C) or SIGTERM: ``message`` says where its last checkpoint is and that
+    the same command resumes from it; ``exit_code`` is 130 (SIGINT) or 143 (SIGTERM), as a shell reports them. A
+    ``KeyboardInterrupt``, so code that stops on Ctrl-C still does."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process was (the ``grokkit`` command installs the handler), so a run stops as on
+    Ctrl-C: its directory keeps the last checkpoint."""

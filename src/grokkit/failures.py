@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit, TyperException
 
-from grokkit.errors import GrokkitError
+from grokkit.errors import GrokkitError, RunInterrupted, Terminated
 
 #: set to 1 to get the traceback of an unexpected exception instead of the crash log (developers)
 TRACEBACK_ENV = "GROKKIT_TRACEBACK"
@@ -110,20 +110,48 @@ def _passes_through(err: BaseException) -> bool:
     return not isinstance(err, GrokkitError) and os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
+def interrupted(stop: KeyboardInterrupt) -> int:
+    """Tell the person what an interrupted command left (a run: its last checkpoint) and the exact command that
+    resumes it; the exit code a shell gives a process stopped by that signal (130 SIGINT, 143 SIGTERM)."""
+    import shlex
+
+    from rich.console import Console
+
+    command = shlex.join(["grokkit", *sys.argv[1:]])
+    if isinstance(stop, RunInterrupted):
+        text, code = f"{stop.message}: {command}", stop.exit_code
+    else:
+        text, code = (f"stopped by {'SIGTERM' if isinstance(stop, Terminated) else 'SIGINT'}; run the same command "
+                      f"again to go on: {command}", 143 if isinstance(stop, Terminated) else 130)
+    Console(stderr=True, soft_wrap=True).print(f"interrupted: {text}", highlight=False, markup=False)
+    return code
+
+
 class GuardedGroup(TyperGroup):
-    """A typer command group whose commands fail as the module docstring says."""
+    """A typer command group whose commands fail as the module docstring says, and stop on SIGINT/SIGTERM saying how
+    to resume."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            raise Exit(interrupted(stop)) from None
         except Exception as err:
             if _passes_through(err):
                 raise
             raise Exit(handle(err)) from None
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_app(app: Callable[[], Any]) -> NoReturn:
-    """Run the typer ``app`` (standalone: it exits) with the same handling for anything raised outside a command."""
+    """Run the typer ``app`` (standalone: it exits) with the same handling for anything raised outside a command;
+    SIGTERM stops it as Ctrl-C does (the run keeps its last checkpoint)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except SystemExit:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from grokkit.errors import GrokkitError, InputError
+from grokkit.errors import GrokkitError, InputError, RunInterrupted
 from grokkit.results import RunResult, SingleMember, SweepResult, TuneResult
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ def make_config(config: Any, overrides: Mapping[str, Any] | None = None, cli_ove
 
 
 def run(config: Any, out: str | Path | None = None, *, progress: bool | None = None, restart: bool = False,
-        log: Callable[[str], None] | None = None, **overrides: Any) -> RunResult:
+        log: Callable[[str], None] | None = None, assignments: list[str] | None = None, **overrides: Any
+        ) -> RunResult:
     """Train a run and return its :class:`~grokkit.results.RunResult`.
 
     Args:
@@ -122,6 +123,7 @@ def run(config: Any, out: str | Path | None = None, *, progress: bool | None = N
         progress: show a progress bar (default: the config's ``training.progress``).
         restart: the run's checkpoint is unreadable: move it aside and train from the start into ``out``.
         log: where progress lines go (default: stderr).
+        assignments: overrides as the command line writes them, ``["training.steps=500"]`` (values read as YAML).
         **overrides: dotted config keys, validated as on the command line: ``**{"training.steps": 500}``, or a
             section as a dict: ``distill={"teacher": teacher_result}``. A distillation teacher may be a path, a
             :class:`RunResult` or a model in memory (``result.member(0)``, or ``(ensemble, vocabulary)``).
@@ -137,18 +139,43 @@ def run(config: Any, out: str | Path | None = None, *, progress: bool | None = N
     """
     from grokkit import api
 
-    cfg = make_config(config, {k.replace("__", "."): v for k, v in overrides.items()})
+    cfg = make_config(config, {k.replace("__", "."): v for k, v in overrides.items()}, assignments)
     temporary = None
     if out is None:
         temporary = tempfile.TemporaryDirectory(prefix="grokkit-run-")
         out = Path(temporary.name) / "run"
-    kwargs: dict[str, Any] = {"progress": progress}
+    kwargs: dict[str, Any] = {"progress": progress, "restart": restart}
     if log is not None:
         kwargs["log"] = log
-    if restart:
-        kwargs["restart"] = True
-    api.run(cfg, out, **kwargs)
-    return RunResult(out, temporary=temporary)
+    from grokkit.rundir import RunDir
+
+    already = RunDir(out).has_summary()
+    try:
+        api.run(cfg, out, **kwargs)
+    except KeyboardInterrupt as stop:
+        raise interrupted(Path(out), stop, "run") from None
+    result = RunResult(out, temporary=temporary)
+    result.reused = already
+    return result
+
+
+def interrupted(out: Path, stop: KeyboardInterrupt, what: str) -> RunInterrupted:
+    """What to tell a person whose run (or sweep) in ``out`` was stopped: where the last checkpoint is, and that the
+    same command resumes."""
+    from grokkit.checkpoint import CHECKPOINT_FILE, checkpoint_step
+    from grokkit.errors import Terminated
+
+    signal, code = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("SIGINT", 130)
+    checkpoints = sorted(Path(out).rglob(CHECKPOINT_FILE), key=lambda p: p.stat().st_mtime) if Path(out).is_dir() \
+        else []
+    if checkpoints:
+        step = checkpoint_step(checkpoints[-1])
+        where = f"the last checkpoint is {checkpoints[-1]}" + (f" (step {step})" if step is not None else "")
+    elif what == "sweep":
+        where = f"finished trials are kept in {out}/trials"
+    else:
+        where = "no checkpoint was written yet (training.checkpoint_every), so it will start over"
+    return RunInterrupted(f"{what} in {out} stopped by {signal}: {where}; the same command resumes it", code)
 
 
 def plot_runs(runs: Mapping[str, RunResult], title: str = "") -> Any:
@@ -193,19 +220,23 @@ def load(run_dir: str | Path) -> RunResult:
 
 def sweep(spec: str | Path, out: str | Path, *, overrides: list[str] | None = None, executor: str = "local",
           workers: int = 1, address: str | None = None, cpus_per_group: float = 1.0, dry_run: bool = False,
-          log: Callable[[str], None] | None = None) -> SweepResult:
+          restart: bool = False, log: Callable[[str], None] | None = None) -> SweepResult:
     """Run (or resume, or extend) the sweep in the YAML file ``spec`` into ``out``; finished trials are skipped.
 
     ``overrides``: ``dotted.key=value`` strings applied to the base config; ``executor``: ``local`` (``workers``
-    processes side by side) or ``ray``; ``dry_run``: plan only (``result.run_info.groups``), train nothing. Returns
+    processes side by side) or ``ray``; ``dry_run``: plan only (``result.run_info.groups``), train nothing;
+    ``restart``: groups whose checkpoint cannot be read train again from step 0 (the file moved aside). Returns
     the :class:`SweepResult` (``trials``, ``summary``, ``threshold`` as DataFrames; ``plot()``)."""
     from grokkit.sweep import load_sweep, run_sweep
 
     loaded, root = load_sweep(spec)
     if overrides:
         loaded = loaded.with_overrides(overrides)
-    info = run_sweep(loaded, root, out, executor=executor, workers=workers, address=address,
-                     cpus_per_group=cpus_per_group, dry_run=dry_run, log=log or _stderr)
+    try:
+        info = run_sweep(loaded, root, out, executor=executor, workers=workers, address=address,
+                         cpus_per_group=cpus_per_group, dry_run=dry_run, restart=restart, log=log or _stderr)
+    except KeyboardInterrupt as stop:
+        raise interrupted(Path(out), stop, "sweep") from None
     return SweepResult(out, run=info)
 
 
@@ -291,11 +322,20 @@ def analyze(run_dir: str | Path, *, member: int | None = None, position: str = "
     return result, write_analysis(result, Path(out) if out is not None else Path(run_dir))
 
 
-def report(directory: str | Path, out: str | Path | None = None) -> Path:
-    """One static HTML file with every figure and table of a run or a sweep; returns its path."""
+def report(directory: str | Path, out: str | Path | None = None, *, partial: bool = False) -> tuple[Path, list[str]]:
+    """One static HTML file with every figure and table of a run or a sweep; returns its path and what it could not
+    show (an unfinished or damaged directory is refused unless ``partial``, which draws what there is under a
+    banner)."""
     from grokkit.report import write_report
 
-    return write_report(Path(directory), Path(out) if out is not None else None)
+    return write_report(Path(directory), Path(out) if out is not None else None, partial=partial)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table as markdown (a missing step count reads ``never``), as the docs and reports print them."""
+    from grokkit.tables import markdown_table
+
+    return markdown_table(table)
 
 
 def compare(comparison: str | Path, out: str | Path, *, executor: str = "local", workers: int = 1,
@@ -357,6 +397,6 @@ def _stderr(message: str) -> None:
 
 __all__ = [
     "GrokkitError", "RunResult", "SingleMember", "SweepResult", "TuneResult", "analyze", "compare",
-    "compare_markdown", "compare_runs", "demo", "draw_map", "figures", "inherit", "load", "make_config", "plot_runs",
-    "report", "repro", "results", "run", "sweep", "threshold", "tune"
+    "compare_markdown", "compare_runs", "demo", "draw_map", "figures", "inherit", "load", "make_config", "markdown",
+    "plot_runs", "report", "repro", "results", "run", "sweep", "threshold", "tune"
 ]

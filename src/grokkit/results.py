@@ -77,6 +77,8 @@ class RunResult:
         self.dir = Path(directory)
         self._rundir = RunDir(self.dir)
         self._temporary = temporary  # removed with this object
+        #: True when the directory already held this finished run (nothing was trained)
+        self.reused = False
 
     def __repr__(self) -> str:
         gen = sum(m.steps_to_generalize_lasting is not None for m in self.members)
