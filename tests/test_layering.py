@@ -90,11 +90,25 @@ def test_no_import_cycle_between_grokkit_modules():
     assert report["cycles"] == [], f"import cycles (importer, module still executing): {report['cycles']}"
 
 
-def _imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
+def _type_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks: imports for annotations only, never executed."""
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            ids |= {id(n) for child in node.body for n in ast.walk(child)}
+    return ids
+
+
+def _imported_modules(path: Path, package: str, types: bool = True) -> list[tuple[int, str]]:
     """Every module a source file imports, at any level (functions included), as absolute names; also
-    ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name."""
+    ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name. ``types=False``: without the
+    imports of ``if TYPE_CHECKING:`` blocks (names for annotations, never imported when the code runs)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skip = set() if types else _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -128,3 +142,65 @@ def test_the_source_check_sees_function_level_and_relative_imports(tmp_path):
                    "    import importlib\n    importlib.import_module('grokkit.cli')\n")
     names = {name for _, name in _imported_modules(src, "grokkit.recipes")}
     assert {"grokkit.api", "grokkit.sweep", "grokkit.cli"} <= names
+
+
+#: the layers of the package, lowest first (docs/ARCHITECTURE.md): a module imports only from its own layer or the
+#: layers below it, at import time and inside functions alike
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundations", ("registry", "schema", "io", "runtime", "tables", "errors", "yamlio", "summary")),
+    ("components", ("tasks", "models", "losses", "optim", "checkpoint")),
+    ("shared sections", ("sections",)),
+    ("engine", ("engine",)),
+    ("recipes", ("recipes",)),
+    ("run config", ("config", "resources")),
+    ("run directories", ("rundir", "api", "sinks", "plots")),
+    ("studies", ("sweep", "tune", "analysis", "report", "compare", "repro", "demo", "export")),
+    ("public interface", ("results", "interface")),
+    ("command line", ("cli", "failures")),
+]
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "grokkit" or len(parts) == 1:
+        return None  # the package itself re-exports lazily (its __getattr__), at every layer's top
+    for i, (_, names) in enumerate(LAYERS):
+        if parts[1] in names:
+            return i
+    return None
+
+
+def test_every_module_has_a_layer():
+    modules = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE]
+    unplaced = sorted(str(p.relative_to(PACKAGE)) for p in modules
+                      if _layer("grokkit." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts)) is None)
+    assert unplaced == []
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    """At import time or inside a function; a name imported for annotations only (``if TYPE_CHECKING:``, e.g. the
+    recipes' ``RunConfig``) is not an import."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        if rel.parts == ("__init__",):
+            continue
+        module = "grokkit." + ".".join(p for p in rel.parts if p != "__init__")
+        own = _layer(module)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for line, name in _imported_modules(path, package, types=False):
+            target = _layer(name)
+            if target is not None and own is not None and target > own:
+                bad.append(f"{rel}:{line} ({LAYERS[own][0]}) imports {name} ({LAYERS[target][0]})")
+    assert bad == [], "\n".join(bad)
+
+
+def test_no_module_below_the_recipes_names_a_recipe():
+    from grokkit.recipes import RECIPES
+
+    below = [p for p in PACKAGE.rglob("*.py") if (_layer("grokkit." + ".".join(
+        p.relative_to(PACKAGE).with_suffix("").parts)) or 0) < 4]
+    bad = [f"{p.relative_to(PACKAGE)}: {name!r}" for p in below for node in ast.walk(ast.parse(p.read_text()))
+           if isinstance(node, ast.Compare) for name in RECIPES.names()
+           if any(isinstance(c, ast.Constant) and c.value == name for c in node.comparators)]
+    assert bad == []
