@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import Field, NonNegativeInt
 
 from grokkit.engine import Objective
 from grokkit.models import EnsembleModel, FactorisedEmbed
-from grokkit.recipes.registry import RECIPES, SECTIONS, Section
+from grokkit.recipes.registry import RECIPES, SECTIONS, RunConfig, Section
 from grokkit.schema import Strict
 from grokkit.tasks import (
     LAYOUT_V1_OPERATIONS,
@@ -26,9 +26,6 @@ from grokkit.tasks import (
     Vocabulary,
     stack_members,
 )
-
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
 
 
 class InitConfig(Strict):

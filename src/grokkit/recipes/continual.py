@@ -19,18 +19,15 @@ chance 1/P_j.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field
 
 from grokkit.checkpoint import MODEL_FILE, CheckpointError, atomic_write, load_model
-from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.recipes.registry import SECTIONS, Recipe, RunConfig, Section, register
 from grokkit.recipes.stages import Stage, StageContext, StageResult, Stages, Stitched
 from grokkit.schema import Strict
-
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
 
 
 class ContinualConfig(Strict):

@@ -9,8 +9,6 @@ training, for every training row of every member, and travel with the rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from grokkit.engine import Objective, Outputs
@@ -24,12 +22,9 @@ from grokkit.recipes.distillation import (  # noqa: F401  (re-exported: the comp
     describe_teachers,
     load_teachers,
 )
-from grokkit.recipes.registry import Recipe, register
+from grokkit.recipes.registry import Recipe, RunConfig, register
 from grokkit.recipes.scratch import task_objective_term
 from grokkit.tasks import EnsembleExamples
-
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
 
 
 def student_view(setup: Setup, position_name: str, tasks: list | None = None) -> StudentView:

@@ -12,20 +12,17 @@ route`` (each example to its task's teacher). Every evaluation reports each task
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
 from grokkit.recipes.common import Setup
 from grokkit.recipes.distill import attach_distiller, distill_objective
-from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.recipes.registry import SECTIONS, Recipe, RunConfig, Section, register
 from grokkit.recipes.scratch import prepare as prepare_task_loss
 from grokkit.schema import Strict
 from grokkit.tasks import POSITIONS
-
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
 
 
 class JointConfig(Strict):

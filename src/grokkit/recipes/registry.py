@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
 from grokkit.registry import Registry
 
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
-    from grokkit.recipes.common import Setup
+#: The run config (:class:`grokkit.config.RunConfig`). It is assembled from the sections the recipes register, so it
+#: sits above them: recipes name it in annotations through this alias and never import it.
+RunConfig = Any
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Recipe:
     the recipes that do run it; ``check``: its own consistency rules (raise ``ValueError``)."""
 
     name: str
-    prepare: Callable[[Setup], None] | None = None
+    #: ``prepare(setup)`` with the run's :class:`grokkit.recipes.common.Setup` (built on this registry)
+    prepare: Callable[[Any], None] | None = None
     #: staged recipes: ``stages(cfg, rundir)`` yields each stage's run and receives its summary; ``finish(cfg,
     #: rundir, summaries)`` stitches the stages into the recipe's own run directory (see grokkit.recipes.stages)
     stages: Callable[..., Any] | None = None

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from grokkit.recipes.registry import RunConfig
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from grokkit.config import RunConfig
 
 
 @dataclass(frozen=True)

@@ -29,20 +29,17 @@ seeds (docs/TRANSFER.md): best-of-n removes most of the seeds whose weak model s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field
 
 from grokkit.checkpoint import MODEL_FILE, CheckpointError, load_model
 from grokkit.models import MLPConfig, ModelConfig, unfactorised
-from grokkit.recipes.registry import SECTIONS, Recipe, Section, register
+from grokkit.recipes.registry import SECTIONS, Recipe, RunConfig, Section, register
 from grokkit.recipes.stages import Stage, StageContext, StageResult, Stages, Stitched
 from grokkit.schema import Strict
 from grokkit.sections import OptimizerConfig
-
-if TYPE_CHECKING:
-    from grokkit.config import RunConfig
 
 CANDIDATE_SEED_STRIDE = 100_003
 
