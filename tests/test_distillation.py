@@ -288,3 +288,15 @@ def test_a_divergence_defined_outside_the_package_runs_through_run_sweep_and_tun
     result = runner.invoke(app, ["tune", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "tune")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tune" / "final.csv").is_file()
+
+
+def test_permuted_answers_keep_the_distribution_shape_and_break_the_answers(teachers):
+    plain = build_setup(parse_config(_student(teachers, class_alignment="student_range")))
+    permuted = build_setup(parse_config(_student(teachers, class_alignment="student_range", permute_answers=3)))
+    a, b = plain.train.extras["distill.0.probs"], permuted.train.extras["distill.0.probs"]
+    assert a.shape == b.shape == (*plain.train.labels.shape, 13)
+    assert torch.allclose(a.sort(-1).values, b.sort(-1).values) and not torch.allclose(a, b)
+    order = torch.randperm(13, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(b, a[..., order])
+    with pytest.raises(TeacherError, match="needs one task and a divergence over logits"):
+        build_setup(parse_config(_student(teachers, loss="hidden_mse", permute_answers=1)))

@@ -93,6 +93,10 @@ class DistillConfig(Strict):
     alpha_decay_start: int | None = Field(
         None, ge=0, description="step from which alpha decays linearly to 0; None: constant alpha")
     alpha_decay_steps: int = Field(0, ge=0, description="length of the linear decay of alpha (0: drop at once)")
+    permute_answers: int | None = Field(
+        None, ge=0, description="an intervention: permute the teacher's outputs over the student's answers 0..P-1 by "
+        "a fixed random permutation (this seed) before distilling, so its answers are wrong while the shape of its "
+        "distributions is kept; None: no permutation (one task)")
     class_alignment: Literal["shared", "student_range"] = Field(
         "shared", description="shared: the divergence over every output class of the student (a teacher's classes "
         "are matched by number); student_range: both sides restricted to the student's answers 0..P-1 (one task)")
@@ -356,6 +360,9 @@ class Distiller:
         elif any(t is None for t in teachers):
             raise TeacherError(f"{field_name}.teacher: a null teacher means 'this task learns from its labels', which "
                                "only `combine: route` (one teacher per task) reads")
+        if d.permute_answers is not None and (student.answer_range is None or self.divergence.reads == "hidden"):
+            raise TeacherError(f"{field_name}.permute_answers permutes a teacher's outputs over one task's answers: it "
+                               "needs one task and a divergence over logits or probabilities")
         if d.class_alignment == "student_range" and student.answer_range is None:
             raise TeacherError(f"{field_name}.class_alignment=student_range needs one task (one answer range)")
         self.n_aligned = student.answer_range if d.class_alignment == "student_range" else student.n_classes
@@ -381,7 +388,13 @@ class Distiller:
         if self.divergence.reads == "logits" and out.shape[-1] < self.n_aligned:
             raise TeacherError(f"teacher {teacher.source} has {out.shape[-1]} output classes; loss {self.d.loss} needs "
                                f"all {self.n_aligned} of the student's (set class_alignment: student_range)")
-        return aligned(out, self.n_aligned)
+        out = aligned(out, self.n_aligned)
+        if self.d.permute_answers is not None:
+            p = self.student.answer_range
+            assert p is not None  # checked in __init__
+            order = torch.randperm(p, generator=torch.Generator().manual_seed(self.d.permute_answers))
+            out = torch.cat([out[..., :p][..., order], out[..., p:]], -1)
+        return out
 
     def _prepared(self, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Several teachers' outputs ``[K, n, X]`` -> the divergence's input(s) after ``combine`` (one tensor, or one
