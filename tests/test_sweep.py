@@ -226,23 +226,21 @@ def test_results_summary_and_cli(tmp_path):
 
 
 def test_smoke_sweep_config_runs_end_to_end(tmp_path):
-    """The packaged smoke sweep: teacher, two packed cases, the threshold fit and report."""
+    """The packaged smoke sweep shows the effect it advertises: its teacher generalises (for good) well before its
+    budget, and distillation's critical fraction lies below scratch's with intervals that do not overlap."""
     runner = CliRunner()
     sweep = Path(__file__).parents[1] / "src" / "grokkit" / "configs" / "sweeps" / "smoke.yaml"
     res = runner.invoke(app, ["sweep", str(sweep), "--out", str(tmp_path / "sw")])
     assert res.exit_code == 0, res.output
+    teacher = json.loads((tmp_path / "sw" / "requires" / "teacher" / "summary.json").read_text())
+    lasting = teacher["members"][0]["steps_to_generalize_lasting"]
+    assert lasting is not None and lasting <= 0.5 * 3000, teacher["members"][0]
     table = read_table(tmp_path / "sw")
     assert len(table) == 24 and set(table.status) == {"ok"}
     th = pd.read_csv(tmp_path / "sw" / "threshold.csv").set_index("method")
     assert set(th.index) == {"scratch", "distill"}
     assert (tmp_path / "sw" / "threshold.png").exists()
-    # the phenomenon, in the forms a 3-seed smoke sweep shows robustly (its fitted fractions rest on a few members,
-    # and float rounding alone moves a member across the line): distillation's critical fraction inside the range
-    # and not above scratch's; more distilled members generalise for good; far higher test accuracy at 30%
-    assert np.isfinite(th.x50["distill"]) and th.x50["distill"] <= th.x50["scratch"]
-    assert th.n_generalized["distill"] >= th.n_generalized["scratch"]
-    low = table[table["task.train_fraction"] == 0.3].groupby("case").final_test_acc.mean()
-    assert low["distill"] > low["scratch"] + 0.3
+    assert np.isfinite(th.x50["distill"]) and th.ci_high["distill"] < th.ci_low["scratch"], th
 
 
 def test_ray_executor_on_a_local_ray_instance_matches_the_local_executor(tmp_path):
