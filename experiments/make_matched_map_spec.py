@@ -25,8 +25,9 @@ SAME, CROSS, PERMUTED = "same op's teacher", "other op's teacher", "same op's te
 
 def spec() -> str:
     lines = [
-        "# The distillation map re-made with matched teachers (issue 30): written by experiments/make_matched_map_spec.py",
-        "# (its docstring says what and why). Students (a op b) mod 59 on 20% of their pairs (696 training pairs), 5 seeds;",
+        "# The distillation map re-made with matched teachers (issue 30): written by",
+        "# experiments/make_matched_map_spec.py (its docstring says what and why). Students (a op b) mod 59 on 20% of",
+        "# their pairs (696 training pairs), 5 seeds;",
         "# teachers mod 61 on 60% of their pairs (2,233), two per condition (seeds 0 and 1), stopped once they held",
         "# generalisation for the hold window.",
         "#   grokkit sweep configs/map/map_matched.yaml --out runs/map_matched",
@@ -52,12 +53,12 @@ def spec() -> str:
             tr = f"&teacher_training {training}" if first else "*teacher_training"
             first = False
             lines.append(f"  {op}61_s{s}: {{base: {{recipe: scratch, name: teacher-{op}61-s{s}, seeds: [{s}], task: "
-                         f"{{op: {op}, modulus: 61, train_fraction: {TEACHER_FRACTION}}}, vocab: *vocab, model: *model, "
-                         f"loss: *loss, optimizer: *optimizer, training: {tr}}}}}")
+                         f"{{op: {op}, modulus: 61, train_fraction: {TEACHER_FRACTION}}}, vocab: *vocab, "
+                         f"model: *model, loss: *loss, optimizer: *optimizer, training: {tr}}}}}")
     lines.append("cases:")
     for op in OPS:
-        lines.append(f"  - {{name: scratch-{op}59, labels: {{method: scratch, op: {op}}}, overrides: {{recipe: scratch, "
-                     f"task.op: {op}}}}}")
+        lines.append(f"  - {{name: scratch-{op}59, labels: {{method: scratch, op: {op}}}, overrides: "
+                     f"{{recipe: scratch, task.op: {op}}}}}")
         for pair, teacher_op, extra in ((SAME, op, ""), (CROSS, OTHER[op], ""),
                                         (PERMUTED, op, f", distill.permute_answers: {PERMUTATION_SEED}")):
             tag = {SAME: "same", CROSS: "other", PERMUTED: "permuted"}[pair]
