@@ -1,6 +1,8 @@
 """Commit a sweep's evidence under docs/ (its finished trials, also while it runs): per trial (case, seed, steps,
 lasting and first steps to generalise, final accuracies, a weak stage's steps and accuracy, wall-clock) as
-``trials.csv``, and every trial's curve (``metrics.csv`` rows with the trial's case and seed) as ``curves.csv``.
+``trials.csv`` (the lasting step held for the trial's hold window, applied here to runs recorded before the window
+existed: :func:`grokkit.analysis.survival.held_step`), and every trial's curve (``metrics.csv`` rows with the trial's
+case and seed) as ``curves.csv``.
 A continual sweep (recipe ``continual``) also gets ``continual.csv``, per trial its continual-learning measures (ACC,
 BWT, FWT, the lowest accuracy on the first task during the first shift, the stages whose new task reached the
 trial's generalisation threshold and those where it stayed there to the stage's end, the accuracy matrix as JSON),
@@ -18,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from grokkit.analysis.survival import held_step
 from grokkit.engine import lasting_step
+from grokkit.sections import TrainingConfig
 
 COLUMNS = ["case", "seed", "steps", "steps_to_generalize_lasting", "steps_to_generalize", "final_test_acc",
            "final_train_acc", "weak_steps", "weak_final_test_acc", "wall_seconds", "status"]
@@ -32,10 +36,18 @@ def finished_trials(sweep: Path) -> pd.DataFrame:
         case, _, seed = trial.rpartition("__seed=")
         s = json.loads(summary.read_text())
         m = s["members"][0]
+        window = _training(summary.parent).hold_steps()
         rows.append({"trial": trial, "case": case, "seed": int(seed), "steps": s["steps"], "status": "ok",
                      "wall_seconds": s.get("wall_seconds"),
-                     **{k: v for k, v in m.items() if isinstance(v, (int, float, str, type(None)))}})
+                     **{k: v for k, v in m.items() if isinstance(v, (int, float, str, type(None)))},
+                     "steps_to_generalize_lasting": held_step(m.get("steps_to_generalize_lasting"), s["steps"],
+                                                              window)})
     return pd.DataFrame(rows)
+
+
+def _training(trial: Path) -> TrainingConfig:
+    """A trial's ``training:`` section (its ``config.yaml``; settings added since it ran take their defaults)."""
+    return TrainingConfig.model_validate(yaml.safe_load((trial / "config.yaml").read_text()).get("training", {}))
 
 
 def continual_trials(sweep: Path) -> pd.DataFrame:
@@ -50,11 +62,12 @@ def continual_trials(sweep: Path) -> pd.DataFrame:
         first_shift = s["tasks"][1]
         per_stage = m["steps_to_generalize_per_stage"]
         metrics = pd.read_csv(summary.parent / "metrics.csv")
-        threshold = yaml.safe_load((summary.parent / "config.yaml").read_text())["training"]["generalization_threshold"]
+        training = _training(summary.parent)
+        threshold, window = training.generalization_threshold, training.hold_steps()
         lasting = {}  # per stage: the stage's first step from which its new task stays at the threshold to its end
-        for i, task in enumerate(s["tasks"][1:], start=1):
+        for i, task in enumerate(s["tasks"][1:], start=1):  # ... held for the hold window of the stage's budget
             st = metrics[metrics.stage == i].sort_values("step")
-            lasting[task] = lasting_step(st.step.tolist(), st[f"test_acc@{task}"].tolist(), threshold)
+            lasting[task] = lasting_step(st.step.tolist(), st[f"test_acc@{task}"].tolist(), threshold, window)
         rows.append({
             "case": case, "seed": int(seed), "acc": m["average_accuracy"], "bwt": m["backward_transfer"],
             "fwt": m["forward_transfer"],

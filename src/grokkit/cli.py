@@ -117,24 +117,30 @@ def tune_cmd(
     executor: Annotated[str, typer.Option(help="local or ray (the rounds' sweeps run there)")] = "local",
     workers: Annotated[int, typer.Option(help="local executor: processes for groups run side by side")] = 1,
     address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
+    train: Annotated[bool, typer.Option("--train/--table-only", help="run (or resume) the tune first; --table-only "
+                                        "rewrites summary.csv and tune.md from DIR's trace.csv, final.csv and "
+                                        "chosen.json")] = True,
 ) -> None:
     """Tune every arm with the same budget (selection on validation), then test each arm's choice on fresh seeds.
 
     Writes DIR/tune.md, trace.csv (every candidate), chosen.json and final.csv; a killed tune resumes."""
     from grokkit.sweep import SweepError
     from grokkit.tables import markdown_table
-    from grokkit.tune import TuneError, load_tune, run_tune, step_counts
+    from grokkit.tune import TuneError, load_tune, run_tune, write_tables
 
     try:
         spec, root = load_tune(spec_file)
-        result = run_tune(spec, root, out, executor=executor, workers=workers, address=address,
-                          log=lambda m: err.print(m, highlight=False, markup=False))
+        if train:
+            table = run_tune(spec, root, out, executor=executor, workers=workers, address=address,
+                             log=lambda m: err.print(m, highlight=False, markup=False))["table"]
+        else:
+            table = write_tables(spec, out).to_dict("records")
     except (TuneError, SweepError, ConfigError, RunError) as e:
         _fail(str(e))
         return
     import pandas as pd
 
-    print(markdown_table(step_counts(pd.DataFrame(result["table"]))))
+    print(markdown_table(pd.DataFrame(table)))
     err.print(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}", highlight=False)
 
 
@@ -204,7 +210,7 @@ def compare_cmd(
     except (CompareError, SweepError, ConfigError, RunError) as e:
         _fail(str(e))
         return
-    typer.echo(markdown(df))
+    typer.echo(markdown(df, df.attrs.get("control", "scratch")))
     err.print(f"wrote {out}/*.csv, *.md, *.png", highlight=False)
 
 
