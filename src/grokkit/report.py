@@ -44,13 +44,27 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
 
 
+def _lasting_line(rd: RunDir, s: dict[str, Any]) -> str:
+    """The run's members as censored data: how many generalised for good (held for the hold window) and the
+    Kaplan–Meier median step with its interval (``> budget`` where the data cannot give it)."""
+    from grokkit.analysis.survival import km_summary, time_to_event
+
+    training = rd.read_config().training
+    window = training.hold_steps()
+    pairs = [time_to_event(m.get("steps_to_generalize_lasting"), s["steps"], window) for m in s["members"]]
+    km = km_summary([d for d, _ in pairs], [e for _, e in pairs], float(training.steps))
+    return (f"<p>generalised for good (test accuracy &ge; {s.get('generalization_threshold', '?')} to the end, held "
+            f"for the hold window of {window} steps): <b>{km.count_text()}</b> members; Kaplan&ndash;Meier median "
+            f"lasting step [95% CI]: <b>{html.escape(km.median_text())}</b></p>")
+
+
 def _run_sections(d: Path) -> list[str]:
     rd = RunDir(d)
     s = rd.read_summary()
     out = [f"<h2>Run {html.escape(s.get('name', d.name))}</h2>",
            f"<p>recipe <b>{s['recipe']}</b>, task <b>{s['task']}</b>, train fraction {s['train_fraction']}, "
            f"{s['steps']} steps, {s['wall_seconds']:.1f} s wall-clock on {s.get('device', '?')}</p>",
-           _table(pd.DataFrame(s["members"]))]
+           _lasting_line(rd, s), _table(pd.DataFrame(s["members"]))]
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
     if rd.has_metrics():
@@ -154,8 +168,10 @@ def _sweep_sections(d: Path) -> list[str]:
     if (d / "threshold.csv").exists():
         th = pd.read_csv(d / "threshold.csv")
         out += ["<h3>Critical threshold</h3>",
-                _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]]),
-                _img(d / "threshold.png")]
+                _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]])]
+        if (d / "threshold_steps.csv").exists():
+            out.append(_table(pd.read_csv(d / "threshold_steps.csv")))
+        out.append(_img(d / "threshold.png"))
     out += ["<h3>Test accuracy of every trial</h3>", _sweep_curves(d, table, axes)]
     if "pack_size" in table:
         packs = table.dropna(subset=["group"]).groupby("group").size()
