@@ -188,29 +188,37 @@ def sweep_trials(sweep_dir: Path) -> list[TrialCurve]:
     return out
 
 
+def export_key(trial_id: str) -> str:
+    """A trial id without the hash of its required runs' paths (``teachers=h57b104e3``), which differs between
+    machines: how an exported trial (``case`` and ``seed`` of ``trials.csv``) is matched to its sweep's trial."""
+    import re
+
+    return re.sub(r"=h[0-9a-f]{8}(?=__|$)", "", trial_id)
+
+
+def trials_by_export_key(sweep_file: Path) -> dict[str, Any]:
+    """A sweep file's trials (:class:`grokkit.sweep.spec.Trial`, with their configs) by :func:`export_key`."""
+    from grokkit.sweep.spec import expand, load_sweep
+
+    spec, root = load_sweep(sweep_file)
+    trials = expand(spec, root, {name: f"/required/{name}" for name in spec.requires})
+    return {export_key(t.id): t for t in trials}
+
+
 def exported_trials(export_dir: Path, sweep_file: Path) -> list[TrialCurve]:
     """The finished trials of a sweep as ``experiments/export_sweep.py`` committed them (``trials.csv``: case and
     seed per trial; ``curves.csv``: every trial's metrics rows), with each trial's coordinates and hold window taken
     from the sweep file's expansion (trial ids are matched without the hash of required runs' paths, which differ
     between machines)."""
-    import re
-
-    from grokkit.sweep.spec import expand, load_sweep
-
-    spec, root = load_sweep(sweep_file)
-    trials = expand(spec, root, {name: f"/required/{name}" for name in spec.requires})
-
-    def key(trial_id: str) -> str:
-        return re.sub(r"=h[0-9a-f]{8}(?=__|$)", "", trial_id)
-
-    by_id = {key(t.id): t for t in trials}
+    by_id = trials_by_export_key(sweep_file)
     curves = pd.read_csv(export_dir / "curves.csv")
     out = []
     for (case, seed), m in curves.groupby(["case", "seed"], sort=True):
-        trial = by_id.get(key(f"{case}__seed={seed}"))
+        trial = by_id.get(export_key(f"{case}__seed={seed}"))
         if trial is None:
             raise ReproError(f"{export_dir}: trial {case}__seed={seed} is not one of {sweep_file}'s trials")
-        out.append((trial.coords, m.drop(columns=["case"]).reset_index(drop=True),
+        # a column this trial does not have (another trial's, e.g. a staged run's global_step) is all NaN here
+        out.append((trial.coords, m.drop(columns=["case"]).dropna(axis=1, how="all").reset_index(drop=True),
                     float(trial.config.training.hold_steps())))
     return out
 
