@@ -157,8 +157,10 @@ def summarize(table: pd.DataFrame, by: list[str], where: str | None = None, cont
                "km_median_high", "km_median_text", "logrank_p"]
     out = counts.merge(survival[[*by, *columns]], on=by, how="left") if len(survival) else counts.assign(
         **{c: float("nan") for c in columns})
-    out["n"] = out["n"].fillna(0).astype(int)
-    out["generalized"] = out["generalized"].fillna(0).astype(int)
+    for c in ("trials", "errors", "pending", "n", "generalized"):
+        out[c] = out[c].fillna(0).astype(int)
+    for c in ("share", "share_low", "share_high", "km_median", "km_median_low", "km_median_high", "logrank_p"):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
     order = [*by, "trials", "errors", "pending", *columns, "test_acc", "test_acc_sd", "wall_s"]
     return out[order].sort_values(by, kind="stable").reset_index(drop=True)
 
