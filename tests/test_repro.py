@@ -118,7 +118,7 @@ def test_a_reference_runs_analyses_and_gives_a_verdict_per_published_number(tmp_
     rows = pd.read_csv(out / "reft_summary.csv")
     assert list(rows.verdict.str.extract(r"\*\*(\w+)")[0].fillna("-")) == [
         "reproduced", "differs", "not", "reproduced", "-", "reproduced"]
-    assert rows.ours[2].startswith("not reached by most seeds (> 200 / > 200 / > 200")
+    assert rows.ours[2].startswith("> 200 [—, > 200] (seeds: > 200 / > 200 / > 200")  # censored, no median
     assert (rows.seeds == 3).all() and (out / "reft.png").stat().st_size > 0
     assert {"train_loss_mean", "test_acc_max"} <= set(pd.read_csv(out / "reft.csv").columns)
     over = pd.read_csv(out / "reft_over_time.csv")

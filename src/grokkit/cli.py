@@ -238,10 +238,20 @@ def results_cmd(
     except SweepError as e:
         _fail(str(e))
         return
-    out = Table(title=f"{sweep_dir}: {len(table)} trials")
-    for c in summary.columns:
+    from grokkit.analysis.survival import format_p
+
+    shown = summary[[*group_by, "trials", "errors", "pending"]].assign(
+        generalised=[f"{k}/{n}" for k, n in zip(summary.generalized, summary.n)],
+        **{"share [95% CI]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if n else "—" for v, lo, hi, n in
+                              zip(summary.share, summary.share_low, summary.share_high, summary.n)],
+           "median lasting step [95% CI]": summary.km_median_text.fillna("—"),
+           "log-rank p": [format_p(p) for p in summary.logrank_p]},
+        test_acc=summary.test_acc, test_acc_sd=summary.test_acc_sd, wall_s=summary.wall_s)
+    out = Table(title=f"{sweep_dir}: {len(table)} trials (lasting generalisation, held for the hold window; "
+                "median: Kaplan-Meier, > budget where the data cannot give it; log-rank against scratch)")
+    for c in shown.columns:
         out.add_column(str(c).split(".")[-1], justify="right", no_wrap=True)
-    for row in summary.itertuples(index=False):
+    for row in shown.itertuples(index=False):
         out.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     console = Console()
     if not console.is_terminal:

@@ -82,7 +82,8 @@ class TrainingConfig(_Strict):
     early_stop: bool = Field(False, description="stop once every member has generalised and held there for the "
                              "hold window (then after `patience` evals): on validation accuracy with a validation "
                              "split, else on test")
-    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
+    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised and held "
+                          "for the hold window")
     hold_window: float = Field(
         0.1, ge=0, le=1, description="lasting generalisation must be seen to hold: a member counts as generalised "
         "(steps_to_generalize_lasting) only if its accuracy stays >= the threshold from that step to the end of the "
