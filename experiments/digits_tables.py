@@ -3,12 +3,20 @@
     python experiments/digits_tables.py runs/digits docs/digits
 
 writes ``trials.csv`` (one row per trial), ``arms.csv`` (per case and training-set size: generalised k/n on the test
-and on the validation split, mean ± sd of the final accuracies, median steps to lasting generalisation),
+and on the validation split, held for the hold window, mean ± sd of the final accuracies, the Kaplan-Meier median
+step of lasting generalisation with its 95% interval, a seed that did not generalise censored at the budget:
+:mod:`grokkit.analysis.survival`),
 ``teachers.csv`` (the two teachers), ``teacher_by_shift.csv`` (the grokked teacher's accuracy on the students' half
 of the images at each shift) and ``curves.png``
 (scratch at init scale 8 vs 1: train and test accuracy against steps) and ``by_size.png`` (final test accuracy
 against the training-set size, per case). ``summary.csv`` is ``grokkit results``'s (``--csv``); when it is there,
 ``summary.md`` restates it.
+
+    python experiments/digits_tables.py --from-trials docs/digits docs/digits/sweep.yaml
+
+re-makes ``arms.csv``, ``summary.csv`` (``grokkit results``'s table, from a results table rebuilt from
+``trials.csv``) and ``summary.md`` from the committed ``trials.csv`` alone, each trial's budget and hold window taken
+from the sweep file (whose students run their whole budget: no early stop).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -28,7 +37,8 @@ COLUMNS = {"case": "case", "task.n_train": "n_train", "seed": "seed", "task.shif
            "distill.alpha_decay_start": "alpha_decay_start", "final_train_acc": "final_train_acc",
            "final_val_acc": "final_val_acc", "final_test_acc": "final_test_acc",
            "steps_to_generalize_lasting": "steps_lasting", "val_steps_to_generalize_lasting": "val_steps_lasting",
-           "wall_seconds": "wall_seconds"}
+           "wall_seconds": "wall_seconds", "steps": "steps", "training.steps": "budget",
+           "training.hold_window": "hold_window"}
 
 
 def trials(sweep: Path) -> pd.DataFrame:
@@ -43,17 +53,26 @@ def trials(sweep: Path) -> pd.DataFrame:
 
 
 def arms(t: pd.DataFrame) -> pd.DataFrame:
+    """Per case and training-set size: lasting generalisation on test and on validation as censored data (held for
+    each trial's hold window, a trial that did not generalise censored at the end of its run), accuracies."""
+    from grokkit.analysis.survival import km_of, table_outcomes
+
+    def outcomes(g: pd.DataFrame, column: str) -> pd.DataFrame:
+        return table_outcomes(g.rename(columns={"budget": "training.steps", "hold_window": "training.hold_window"}),
+                              column)
+
     def agg(g: pd.DataFrame) -> pd.Series:
-        test_gen, val_gen = g.steps_lasting.notna(), g.val_steps_lasting.notna()
+        budget = float(g.budget.max())
+        test, val = km_of(outcomes(g, "steps_lasting"), budget), km_of(outcomes(g, "val_steps_lasting"), budget)
         return pd.Series({
             "trials": len(g),
-            "test_generalized": int(test_gen.sum()),
-            "val_generalized": int(val_gen.sum()),
+            "test_generalized": test.generalized,
+            "val_generalized": val.generalized,
             "test_acc_mean": g.final_test_acc.mean(), "test_acc_sd": g.final_test_acc.std(ddof=1),
             "val_acc_mean": g.final_val_acc.mean(), "val_acc_sd": g.final_val_acc.std(ddof=1),
             "train_acc_mean": g.final_train_acc.mean(),
-            "steps_lasting_median": g.steps_lasting.median() if test_gen.any() else float("nan"),
-            "val_steps_lasting_median": g.val_steps_lasting.median() if val_gen.any() else float("nan"),
+            "km_median_steps_lasting": test.median_text(),
+            "val_km_median_steps_lasting": val.median_text(),
             "teacher_acc_on_test": g.teacher_acc_on_test.astype(float).mean(),
         })
 
@@ -130,6 +149,53 @@ def by_size(a: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def write_summary_md(out: Path) -> None:
+    """``summary.md``: ``summary.csv`` (``grokkit results --csv``) restated as markdown."""
+    from grokkit.analysis.survival import format_p
+    from grokkit.tables import markdown_table
+
+    s = pd.read_csv(out / "summary.csv")
+    summary = pd.DataFrame({
+        "case": s.case, "n_train": s["task.n_train"], "trials": s.trials, "errors": s.errors,
+        "generalised": [f"{k}/{n}" for k, n in zip(s.generalized, s.n)],
+        "share [95% CI]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(s.share, s.share_low, s.share_high)],
+        "km_median [95% CI]": s.km_median_text, "log-rank p vs scratch": [format_p(p) for p in s.logrank_p],
+        "test_acc": s.test_acc.round(4), "test_acc_sd": s.test_acc_sd.round(4), "wall_s": s.wall_s.round(1)})
+    marker = ('<!-- data: ./summary.csv; key: case, n_train; columns: n_train=task.n_train, generalised=generalized+n, '
+              '"share [95% CI]"=share+share_low+share_high, "km_median [95% CI]"=km_median_text, '
+              '"log-rank p vs scratch"=logrank_p -->')
+    (out / "summary.md").write_text(
+        "# digits: `grokkit results --group-by case --group-by task.n_train`\n\n"
+        "Generalised: test accuracy >= 0.9 from some evaluation to the end of the run, held for the hold window (the "
+        "last 300 of the 3,000 steps); km_median: the Kaplan-Meier median step of lasting generalisation with its 95% "
+        "interval (a seed that did not generalise censored at the budget; '> 3,000' where the data cannot give a "
+        "median); test_acc: mean and sd of the final test accuracy over 5 seeds.\n\n"
+        + marker + "\n" + markdown_table(summary) + "\n")
+
+
+def from_trials(out: Path, sweep_file: Path) -> None:
+    """Re-make ``arms.csv``, ``summary.csv`` and ``summary.md`` from the committed ``out/trials.csv``: each trial's
+    budget and hold window from the sweep file's base (its students run their whole budget)."""
+    from grokkit.sections import TrainingConfig
+    from grokkit.sweep.store import summarize
+
+    spec = yaml.safe_load(sweep_file.read_text())
+    training = TrainingConfig.model_validate(spec["base"]["training"])
+    overridden = [c["name"] for c in spec.get("cases", []) if any(k.startswith("training.")
+                                                                  for k in c.get("overrides", {}))]
+    if training.early_stop or overridden:
+        raise SystemExit(f"{sweep_file}: early stop or per-case training settings ({overridden}): the run lengths "
+                         "are not in trials.csv")
+    t = pd.read_csv(out / "trials.csv").assign(steps=training.steps, budget=training.steps,
+                                               hold_window=training.hold_window)
+    arms(t).to_csv(out / "arms.csv", index=False, float_format="%.4f")
+    results = t.rename(columns={"n_train": "task.n_train", "steps_lasting": "steps_to_generalize_lasting",
+                                "budget": "training.steps", "hold_window": "training.hold_window"}).assign(
+        status="ok")
+    summarize(results, ["case", "task.n_train"]).to_csv(out / "summary.csv", index=False)
+    write_summary_md(out)
+
+
 def main(sweep: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     t = trials(sweep)
@@ -141,15 +207,11 @@ def main(sweep: Path, out: Path) -> None:
     teacher_by_shift(sweep).to_csv(out / "teacher_by_shift.csv", index=False, float_format="%.4f")
     curves(sweep, out / "curves.png")
     if (out / "summary.csv").exists():  # grokkit results --csv, restated as markdown
-        from grokkit.tables import markdown_table
-
-        summary = pd.read_csv(out / "summary.csv").round(4)
-        (out / "summary.md").write_text(
-            "# digits: `grokkit results --group-by case --group-by task.n_train`\n\n"
-            "Generalised: test accuracy >= 0.9 to the end of the run (steps: median and IQR of the step from which "
-            "it lasted); test_acc: mean and sd of the final test accuracy over 5 seeds.\n\n"
-            "<!-- data: ./summary.csv -->\n" + markdown_table(summary) + "\n")
+        write_summary_md(out)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1] == "--from-trials":
+        from_trials(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))

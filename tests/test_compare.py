@@ -26,10 +26,20 @@ def table(steps: list[float | None], case: str = "m", wall: float = 2.0, extra: 
 def test_median_counts_failed_seeds_as_beyond_the_budget():
     (row,) = method_rows(table([100, 200, None, None, None]), "s", [])
     assert row["generalized"] == 2 and row["n_seeds"] == 5
-    assert math.isinf(row["median_steps"])  # 3 of 5 never generalised: the median is censored
+    assert math.isinf(row["km_median"])  # 3 of 5 never generalised: the median is censored
+    assert row["km_median_text"] == "> 1,000 [100, > 1,000]"
     (row,) = method_rows(table([100, 200, 300, None, 400]), "s", [])
-    assert (row["q25_steps"], row["median_steps"], row["q75_steps"]) == (200, 300, 400)
+    assert row["km_median"] == 300 and row["km_median_text"] == "300 [100, > 1,000]"
     assert row["steps_per_seed"] == "100 200 300 - 400"
+    (row,) = method_rows(table([100, 200, 950]), "s", [])  # 950 of 1,000: inside the hold window (100 steps)
+    assert row["generalized"] == 2 and row["steps_per_seed"] == "100 200 -" and row["km_median"] == 200
+
+
+def test_methods_are_tested_against_the_control():
+    both = pd.concat([table([None] * 5, case="scratch"), table([100, 150, 200, 250, 300], case="distill")])
+    rows = {r["method"]: r for r in method_rows(both, "s", [])}
+    assert math.isnan(rows["scratch"]["logrank_p"]) and rows["distill"]["logrank_p"] < 0.01
+    assert all(math.isnan(r["logrank_p"]) for r in method_rows(both, "s", [], control="none"))
 
 
 def test_time_to_generalise_adds_one_off_costs():

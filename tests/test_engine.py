@@ -89,7 +89,10 @@ def test_early_stop_and_steps_to_generalize(tmp_path):
     assert stg is not None
     first = metrics[metrics.test_acc >= 0.99].step.min()
     assert stg == first
-    assert summary["steps"] < 3000 and metrics.step.max() == stg
+    # it stops once the member has held at the threshold for the hold window (10% of 3,000 steps), not at once
+    lasting = summary["members"][0]["steps_to_generalize_lasting"]
+    assert lasting is not None and lasting >= stg
+    assert summary["steps"] < 3000 and metrics.step.max() == lasting + 300
 
 
 def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
@@ -106,10 +109,63 @@ def test_lasting_generalisation_on_hand_made_curves():
     from grokkit.engine import lasting_step
 
     steps = [0, 100, 200, 300, 400, 500]
-    assert lasting_step(steps, [0.1, 0.5, 0.995, 0.999, 1.0, 1.0], 0.99) == 200  # crossed once, stayed
-    assert lasting_step(steps, [0.1, 0.995, 0.7, 0.99, 1.0, 1.0], 0.99) == 300  # dipped after the first crossing
-    assert lasting_step(steps, [0.1, 0.995, 0.999, 1.0, 1.0, 0.69], 0.99) is None  # crossed, then fell at the end
-    assert lasting_step(steps, [0.0] * 6, 0.99) is None and lasting_step([], [], 0.99) is None
+    assert lasting_step(steps, [0.1, 0.5, 0.995, 0.999, 1.0, 1.0], 0.99, 0) == 200  # crossed once, stayed
+    assert lasting_step(steps, [0.1, 0.995, 0.7, 0.99, 1.0, 1.0], 0.99, 0) == 300  # dipped after the first crossing
+    assert lasting_step(steps, [0.1, 0.995, 0.999, 1.0, 1.0, 0.69], 0.99, 0) is None  # crossed, then fell at the end
+    assert lasting_step(steps, [0.0] * 6, 0.99, 0) is None and lasting_step([], [], 0.99, 0) is None
+
+
+def test_the_hold_window_censors_a_crossing_too_close_to_the_end():
+    from grokkit.engine import lasting_step
+
+    steps = [0, 100, 200, 300, 400, 500]
+    dip = [0.1, 0.995, 0.7, 0.99, 1.0, 1.0]  # lasting from 300: held 200 steps by the end (500)
+    assert lasting_step(steps, dip, 0.99, 200) == 300 and lasting_step(steps, dip, 0.99, 201) is None
+    late = [0.1, 0.2, 0.3, 0.4, 0.5, 1.0]  # first at or above the threshold at the last evaluation
+    assert lasting_step(steps, late, 0.99, 0) == 500 and lasting_step(steps, late, 0.99, 1) is None
+    assert lasting_step(steps, late, 0.99, 100, end=600) == 500  # the run went on to step 600: held 100 steps
+    assert lasting_step(steps[:4], dip[:4], 0.99, 50, end=300) is None  # the curve cut at 300: not held yet
+
+
+def _test_acc_from(step: int):
+    """An ``evaluate_set`` whose test accuracy is 1.0 from ``step`` on and 0.0 before (train as computed)."""
+    from grokkit import engine
+
+    real = engine.Trainer.evaluate_set
+
+    def fake(self, data):
+        loss, acc = real(self, data)
+        if data is self.test_set:
+            acc = torch.full_like(acc, 1.0 if self.step >= step else 0.0)
+        return loss, acc
+
+    return fake
+
+
+def test_a_member_that_first_crosses_at_the_last_evaluation_is_censored(tmp_path, monkeypatch):
+    from grokkit import engine
+
+    monkeypatch.setattr(engine.Trainer, "evaluate_set", _test_acc_from(100))
+    summary = run(parse_config(tiny_config(seeds=[0], training__steps=100)), tmp_path / "r", progress=False)
+    m = summary["members"][0]
+    assert m["steps_to_generalize"] == 100 and m["steps_to_generalize_lasting"] is None
+    held = run(parse_config(tiny_config(seeds=[0], training__steps=100, training__hold_window=0.0)),
+               tmp_path / "r0", progress=False)
+    assert held["members"][0]["steps_to_generalize_lasting"] == 100  # with no window it would count
+
+
+def test_early_stop_with_every_member_crossed_still_runs_the_window(tmp_path, monkeypatch):
+    from grokkit import engine
+
+    monkeypatch.setattr(engine.Trainer, "evaluate_set", _test_acc_from(40))
+    cfg = tiny_config(seeds=[0, 1], training__steps=1000, training__eval_every=20, training__early_stop=True)
+    summary = run(parse_config(cfg), tmp_path / "es", progress=False, log=lambda _: None)
+    # every member crossed at 40; the window is 100 steps (10% of 1,000): the run goes on to 140, not stopping at 40
+    assert summary["steps"] == 140
+    assert [m["steps_to_generalize_lasting"] for m in summary["members"]] == [40, 40]
+    wide = run(parse_config({**cfg, "training": {**cfg["training"], "hold_window": 0.3}}), tmp_path / "wide",
+               progress=False, log=lambda _: None)
+    assert wide["steps"] == 340
 
 
 def test_summary_and_results_store_carry_the_lasting_step(tmp_path, monkeypatch):
@@ -124,7 +180,7 @@ def test_summary_and_results_store_carry_the_lasting_step(tmp_path, monkeypatch)
         return loss, acc
 
     monkeypatch.setattr(engine.Trainer, "evaluate_set", dipping)
-    summary = run(parse_config(tiny_config(seeds=[0])), tmp_path / "run", progress=False)
+    summary = run(parse_config(tiny_config(seeds=[0], training__steps=100)), tmp_path / "run", progress=False)
     m = summary["members"][0]
     assert m["steps_to_generalize"] == 0 and m["steps_to_generalize_lasting"] == 60
 
@@ -157,7 +213,8 @@ def test_with_a_validation_split_early_stop_reads_validation_not_test(tmp_path, 
                       optimizer__lr=0.01, model={"d_model": 64, "n_heads": 4, "d_head": 16, "d_mlp": 256},
                       training__steps=3000, training__eval_every=25, training__early_stop=True)
     metrics, summary = _curves(cfg, tmp_path, "clean")
-    assert summary["steps"] < 3000 and metrics.step.max() == metrics[metrics.val_acc >= 0.99].step.min()
+    lasting = summary["members"][0]["val_steps_to_generalize_lasting"]
+    assert summary["steps"] < 3000 and metrics.step.max() == lasting + 300  # held for the window (10% of 3,000)
     original = ModularTask.split
 
     def corrupted(self, vocab, train_fraction, seed, val_fraction=0.0):

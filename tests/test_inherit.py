@@ -36,11 +36,13 @@ def test_per_seed_reads_when_the_teachers_keys_take_over():
         rows.append({"arm": "distill", "run": "r/kd0", "member": 0, "seed": 0, "label": "snapshot", "step": step,
                      "modulus": 17, "test_acc": acc, "train_acc": 1.0, "teacher_key_share": share,
                      "chance_share": 0.25, "teacher_keys_carried": "3 5", "key_energy_fraction": own, "gini": 0.5,
-                     "top_frequencies": "3 5",
+                     "top_frequencies": "3 5", "hold_window_steps": 50,
                      "key_frequencies": "3 4" if step == 150 else ""})
     seeds = per_seed([3, 5], pd.DataFrame(rows))
     r = seeds.iloc[0]
     assert (r.step_teacher_keys_half, r.step_own_keys_half, r["step_lasting_0.99"]) == (50, 100, 100)
+    # held from 100 to the last snapshot at 150: 50 steps, less than a 60-step hold window
+    assert pd.isna(per_seed([3, 5], pd.DataFrame(rows).assign(hold_window_steps=60)).iloc[0]["step_lasting_0.99"])
     assert r.shared_with_teacher == 1 and r.jaccard_with_teacher == 1 / 3 and r.key_frequencies == "3 4"
 
 

@@ -72,16 +72,16 @@ def _table() -> pd.DataFrame:
     for seed in range(3):
         rows.append(dict(method="scratch", op="add", pair=None, **{"task.op": "add", "task.modulus": 59,
                          "task.train_fraction": 0.2}, status="ok", final_test_acc=0.1 + 0.01 * seed,
-                         generalized_lasting=False, steps_to_generalize_lasting=None))
+                         generalized_lasting=False, steps_to_generalize_lasting=None, steps=2000))
         for pair, acc in (("61->59", 1.0), ("31->59", 0.3)):
             rows.append(dict(method="distill", op="add", pair=pair, **{"task.op": "add", "task.modulus": 59,
                              "task.train_fraction": 0.2}, status="ok", final_test_acc=acc,
                              generalized_lasting=acc > 0.99, steps_to_generalize_lasting=500 + 100 * seed if acc > 0.99
-                             else None, teacher_kd_acc_on_student_test=0.5))
+                             else None, teacher_kd_acc_on_student_test=0.5, steps=2000))
     # another student fraction: its own control, and must not be mixed with the first
     rows.append(dict(method="scratch", op="add", pair=None, **{"task.op": "add", "task.modulus": 59,
                      "task.train_fraction": 0.5}, status="ok", final_test_acc=1.0, generalized_lasting=True,
-                     steps_to_generalize_lasting=700))
+                     steps_to_generalize_lasting=700, steps=2000))
     return pd.DataFrame(rows)
 
 
@@ -92,10 +92,12 @@ def test_map_cells_pair_each_treatment_with_the_control_that_matches_it():
     assert (good.treatment_generalized, good.treatment_trials) == (3, 3)
     assert (good.control_generalized, good.control_trials) == (0, 3)  # the 0.5-fraction scratch run is not its control
     assert math.isclose(good.control_test_acc, 0.11) and math.isclose(good.diff_test_acc, 0.89)
-    assert good.treatment_steps_med == 600 and math.isnan(bad.treatment_steps_med)
+    assert good.treatment_km_median == 600 and math.isinf(bad.treatment_km_median)
+    assert good.treatment_km_median_text == "600 [500, 700]" and bad.treatment_km_median_text == "> 2,000 [—, > 2,000]"
+    assert good.logrank_p < 0.05 and math.isnan(bad.logrank_p)  # no event in either arm: no test
     assert math.isclose(bad.diff_test_acc, 0.19) and good.teacher_kd_acc_on_student_test == 0.5
     md = parse_markdown_tables(map_markdown(cells, MapSpec(rows="op", cols="pair")))[0]
-    assert md.rows[0][3:6] == ["3/3", "1.000 ± 0.000", "0/3"]
+    assert md.rows[0][3:9] == ["3/3", "1.000 ± 0.000", "600 [500, 700]", "0/3", "0.110 ± 0.010", "> 2,000 [—, > 2,000]"]
 
 
 def test_a_cell_without_its_control_or_mixing_fractions_is_an_error():

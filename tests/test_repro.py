@@ -118,7 +118,7 @@ def test_a_reference_runs_analyses_and_gives_a_verdict_per_published_number(tmp_
     rows = pd.read_csv(out / "reft_summary.csv")
     assert list(rows.verdict.str.extract(r"\*\*(\w+)")[0].fillna("-")) == [
         "reproduced", "differs", "not", "reproduced", "-", "reproduced"]
-    assert rows.ours[2].startswith("not reached by most seeds (> 200 / > 200 / > 200")
+    assert rows.ours[2].startswith("> 200 [—, > 200] (seeds: > 200 / > 200 / > 200")  # censored, no median
     assert (rows.seeds == 3).all() and (out / "reft.png").stat().st_size > 0
     assert {"train_loss_mean", "test_acc_max"} <= set(pd.read_csv(out / "reft.csv").columns)
     over = pd.read_csv(out / "reft_over_time.csv")
@@ -150,7 +150,9 @@ def test_figure_summaries_report_lasting_reach_next_to_the_first_crossing():
     per_seed = pd.DataFrame({"seed": [0] * 5 + [1] * 5, "x": list(range(0, 500, 100)) * 2,
                              "y": [0.1, 0.995, 0.7, 0.999, 1.0] + [0.1, 0.995, 0.999, 0.98, 0.5]})
     assert first_reach(per_seed, 0.99) == [100.0, 100.0]
-    assert lasting_reach(per_seed, 0.99) == [300.0, None]
+    assert lasting_reach(per_seed, 0.99, 0) == [300.0, None]
+    assert lasting_reach(per_seed, 0.99, 100) == [300.0, None] and lasting_reach(per_seed, 0.99, 101) == [None, None]
+    assert lasting_reach(per_seed.assign(window=100), 0.99) == [300.0, None]  # each trial's own window
 
 
 def test_a_one_stage_run_is_drawn_against_global_step_as_its_own_step(tmp_path):
@@ -164,5 +166,5 @@ def test_a_one_stage_run_is_drawn_against_global_step_as_its_own_step(tmp_path):
     pd.DataFrame({"step": [0, 50, 100], "member": 0, "seed": 3, "test_acc": [0.0, 0.5, 1.0]}).to_csv(
         d / "metrics.csv", index=False)
     panel = Panel(title="p", x="global_step", curves=[Curve(label="c", sweep="s")])
-    table = curve_table(panel.curves[0], panel, [({"seed": 3}, d)])
+    table = curve_table(panel.curves[0], panel, [({"seed": 3}, d, 10.0)])
     assert table.x.tolist() == [0, 50, 100] and table.y.tolist() == [0.0, 0.5, 1.0]

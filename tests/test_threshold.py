@@ -50,12 +50,13 @@ def test_wilson_interval():
 def test_report_files(tmp_path):
     x = np.repeat([0.1, 0.2, 0.3, 0.4], 4)
     table = pd.DataFrame({"task.train_fraction": np.concatenate([x, x]), "case": ["a"] * 16 + ["b"] * 16,
-                          "generalized": np.concatenate([x >= 0.3, x >= 0.2]), "status": "ok",
-                          "steps_to_generalize": pd.array([100] * 32, dtype="Int64")})
+                          "generalized": np.concatenate([x >= 0.3, x >= 0.2]), "status": "ok", "steps": 2000,
+                          "steps_to_generalize": pd.array(np.where(np.concatenate([x >= 0.3, x >= 0.2]), 100, None),
+                                                          dtype="Int64")})
     th = threshold_report(table, tmp_path, n_bootstrap=20)
     assert list(th.method) == ["a", "b"]
     assert th.set_index("method").x50["a"] > th.set_index("method").x50["b"]
-    for name in ("threshold.csv", "threshold.md", "threshold.png"):
+    for name in ("threshold.csv", "threshold_steps.csv", "threshold.md", "threshold.png"):
         assert (tmp_path / name).exists()
 
 
@@ -79,7 +80,32 @@ def test_the_threshold_counts_generalisation_that_lasted(tmp_path):
     first = x >= 0.2  # at 0.2 every seed crossed once and fell back
     table = pd.DataFrame({"task.train_fraction": x, "case": "a", "status": "ok", "generalized": first,
                           "generalized_lasting": lasting, "steps_to_generalize": pd.array([100] * 16, dtype="Int64"),
-                          "steps_to_generalize_lasting": pd.array([200] * 16, dtype="Int64")})
+                          "steps_to_generalize_lasting": pd.array(np.where(lasting, 200, None), dtype="Int64"),
+                          "steps": 2000})
     th = threshold_report(table, tmp_path, n_bootstrap=20)
     assert 0.2 < th.x50.iloc[0] < 0.3  # from the lasting outcome; the first crossings would put it below 0.2
-    assert threshold_report(table.drop(columns=["generalized_lasting"]), tmp_path, n_bootstrap=20).x50.iloc[0] < 0.2
+    older = table.drop(columns=["generalized_lasting", "steps_to_generalize_lasting"])  # a store without lasting
+    assert threshold_report(older, tmp_path, n_bootstrap=20).x50.iloc[0] < 0.2
+    # lasting from 1,900 of 2,000 steps is inside the hold window (200 steps): not generalised, so no threshold
+    late = table.assign(steps_to_generalize_lasting=pd.array(np.where(lasting, 1900, None), dtype="Int64"))
+    assert threshold_report(late, tmp_path, n_bootstrap=20).n_generalized.iloc[0] == 0
+
+
+def test_the_steps_table_gives_censored_medians_and_tests_against_the_control(tmp_path):
+    from grokkit.analysis.threshold import steps_table
+
+    rows = []
+    for f in (0.2, 0.3):
+        for seed in range(5):
+            rows.append({"case": "scratch", "task.train_fraction": f, "status": "ok", "steps": 2000,
+                         "steps_to_generalize_lasting": 1000 + 100 * seed if f == 0.3 and seed < 2 else None})
+            rows.append({"case": "distill", "task.train_fraction": f, "status": "ok", "steps": 2000,
+                         "steps_to_generalize_lasting": 500 + 50 * seed})
+    table = pd.DataFrame(rows)
+    steps = steps_table(table).set_index(["case", "task.train_fraction"])
+    assert steps.loc[("scratch", 0.3), "km_median_text"] == "> 2,000 [1,000, > 2,000]"  # 2 of 5: no median
+    assert steps.loc[("distill", 0.3), "km_median_text"] == "600 [500, 700]"
+    assert steps.loc[("distill", 0.2), "logrank_p"] < 0.01 and np.isnan(steps.loc[("scratch", 0.2), "logrank_p"])
+    threshold_report(table, tmp_path, n_bootstrap=10)
+    text = (tmp_path / "threshold.md").read_text()
+    assert "| scratch | 0.3 | 2/5 | > 2,000 [1,000, > 2,000] | — |" in text

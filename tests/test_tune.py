@@ -130,21 +130,30 @@ def test_summary_table_counts_lasting_seeds_and_reports_a_weak_stage():
 
     final = pd.DataFrame([
         {"arm": "scratch", "seed": 100, "steps_to_generalize_lasting": None, "final_test_acc": 0.1, "weak_steps": 0,
-         "wall_seconds": 12.0},
+         "wall_seconds": 12.0, "steps": 2000},
         {"arm": "scratch", "seed": 101, "steps_to_generalize_lasting": 900, "final_test_acc": 0.995, "weak_steps": 0,
-         "wall_seconds": 12.0},
+         "wall_seconds": 12.0, "steps": 2000},
+        {"arm": "scratch", "seed": 102, "steps_to_generalize_lasting": 1900, "final_test_acc": 0.995,
+         "weak_steps": 0, "wall_seconds": 12.0, "steps": 2000},  # lasting from 1,900 of 2,000: inside the window
         {"arm": "transfer", "seed": 100, "steps_to_generalize_lasting": 300, "final_test_acc": 1.0, "weak_steps": 800,
-         "wall_seconds": 30.0},
+         "wall_seconds": 30.0, "steps": 2000},
         {"arm": "transfer", "seed": 101, "steps_to_generalize_lasting": 500, "final_test_acc": 1.0, "weak_steps": 1000,
-         "wall_seconds": 40.0},
+         "wall_seconds": 40.0, "steps": 2000},
+        {"arm": "transfer", "seed": 102, "steps_to_generalize_lasting": 700, "final_test_acc": 1.0, "weak_steps": 900,
+         "wall_seconds": 35.0, "steps": 2000},
     ])
     table = summary_table(final, {"scratch": {"optimizer.lr": 0.01}, "transfer": {}}).set_index("arm")
-    assert table.loc["scratch", "generalised (lasting)"] == "1/2" and table.loc["scratch", "median lasting step"] == 900
-    assert table.loc["transfer", "median lasting step"] == 400 and table.loc["transfer", "weak-stage steps"] == 900
+    # scratch: 1 of 3 held for the window (the seed lasting from 1,900 is censored): no median, not "900" over the
+    # successes only
+    assert table.loc["scratch", "generalised (lasting)"] == "1/3"
+    assert table.loc["scratch", "median lasting step [95% CI]"] == "> 2,000 [900, > 2,000]"
+    assert table.loc["transfer", "median lasting step [95% CI]"] == "500 [300, 700]"
+    assert table.loc["transfer", "weak-stage steps"] == 900
     assert table.loc["scratch", "weak-stage steps"] == 0 and table.loc["scratch", "chosen"] == "lr=0.01"
-    # steps counting the weak stage: (300 + 800, 500 + 1000) -> 1300; a seed that never generalised is left out
-    assert table.loc["transfer", "median lasting step incl. weak stage"] == 1300
-    assert table.loc["scratch", "median lasting step incl. weak stage"] == 900
+    # steps counting the weak stage: 1,100 / 1,500 / 1,600 -> 1,500
+    assert table.loc["transfer", "median lasting step incl. weak stage [95% CI]"] == "1,500 [1,100, 1,600]"
+    p = table["log-rank p vs scratch"]
+    assert p["scratch"] == "—" and p["transfer"] != "—"
     wall = table["wall-clock s per final seed"]
     assert wall["transfer"] == 35.0 and wall["scratch"] == 12.0
 

@@ -114,12 +114,15 @@ def tune_cmd(
     executor: Annotated[str, EXECUTOR] = "local",
     workers: Annotated[int, WORKERS] = 1,
     address: Annotated[str | None, typer.Option(help="ray executor: cluster address (default: start one here)")] = None,
+    train: Annotated[bool, typer.Option("--train/--table-only", help="run (or resume) the tune first; --table-only "
+                                        "rewrites summary.csv and tune.md from DIR's trace.csv, final.csv and "
+                                        "chosen.json")] = True,
 ) -> None:
     """Tune every arm with the same budget (selection on validation), then test each arm's choice on fresh seeds.
 
     Writes DIR/tune.md, trace.csv (every candidate), chosen.json, final.csv and summary.csv; a killed tune
     resumes."""
-    result = grokkit.tune(spec_file, out, executor=executor, workers=workers, address=address, log=_say)
+    result = grokkit.tune(spec_file, out, executor=executor, workers=workers, address=address, train=train, log=_say)
     print(grokkit.markdown(result.summary))
     _say(f"tune {out}: tables in {out / 'tune.md'}, every candidate in {out / 'trace.csv'}")
 
@@ -186,10 +189,12 @@ def results_cmd(
     from rich.table import Table
 
     summary = grokkit.results(sweep_dir, where=where, group_by=group_by)
-    out = Table(title=f"{sweep_dir}: {int(summary['trials'].sum()) if 'trials' in summary else len(summary)} trials")
-    for c in summary.columns:
+    shown = grokkit.readable_results(summary)
+    out = Table(title=f"{sweep_dir}: {int(summary['trials'].sum())} trials (lasting generalisation, held for the hold "
+                "window; median: Kaplan-Meier, > budget where the data cannot give it; log-rank against scratch)")
+    for c in shown.columns:
         out.add_column(str(c).split(".")[-1], justify="right", no_wrap=True)
-    for row in summary.itertuples(index=False):
+    for row in shown.itertuples(index=False):
         out.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     _wide().print(out)
     if csv is not None:

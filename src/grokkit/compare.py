@@ -4,8 +4,10 @@ A comparison file names one sweep per *setting* (e.g. mod-113 addition at 30%); 
 *methods* (scratch, StableMax, ⊥AdamW, Grokfast, GrokTransfer, distillation, combinations). The sweeps run as usual
 (packed, resumable); the table then reads their results stores:
 
-* steps to generalise per method: median with the interquartile range over seeds, where a seed that never
-  generalised counts as "more than the budget" (so the median is censored, ``> budget``, once half the seeds fail);
+* steps to lasting generalisation (held for each trial's hold window) per method as censored data
+  (:mod:`grokkit.analysis.survival`): the Kaplan–Meier median with its 95% interval, a seed that never generalised
+  censored at the end of its run (so the median reads ``> budget`` once the data cannot give it), and the log-rank
+  p-value against the ``control`` method (default ``scratch``) of the same setting;
 * how many seeds generalised;
 * wall-clock: seconds per 1,000 steps of one member (the packed ensemble's time shared among its members), and the
   median time to generalise, which adds the method's one-off costs (a GrokTransfer weak model, per trial) given by
@@ -56,6 +58,8 @@ class CompareSpec(BaseModel):
                                                "cases are the methods), or {sweep, overrides}")
     extra_cost: list[str] = Field(default_factory=list, description="results columns (seconds) added to a trial's "
                                   "time to generalise, e.g. a GrokTransfer weak model's wall-clock")
+    control: str = Field("scratch", description="the method every other is tested against (log-rank), where a "
+                         "setting has it")
 
 
 def load_compare(path: str | Path) -> tuple[CompareSpec, Path]:
@@ -74,56 +78,60 @@ def _required_costs(sweep_dir: Path) -> dict[str, float]:
     return out
 
 
-def method_rows(table: pd.DataFrame, setting: str, extra_cost: list[str]) -> list[dict[str, Any]]:
-    """One row per method (case) of one setting's results table."""
-    rows = []
+def method_rows(table: pd.DataFrame, setting: str, extra_cost: list[str], control: str | None = "scratch"
+                ) -> list[dict[str, Any]]:
+    """One row per method (case) of one setting's results table: lasting generalisation (held for the hold window)
+    as censored data, a seed that did not generalise censored at the end of its run."""
+    from grokkit.analysis.survival import km_of, km_summary, logrank_p, table_outcomes
+
+    rows, outcomes = [], {}
     order = list(dict.fromkeys(table["case"])) if "case" in table else ["base"]
     for method in order:
         t = table[table["case"] == method] if "case" in table else table
         t = t[t["status"].isin(["ok", "failed"])]
         if not len(t):
             continue
-        budget = int(pd.to_numeric(t["steps"]).max())
-        # generalisation that lasted (stays at or above the threshold to the end), where the results have it
+        budget = int(pd.to_numeric(t["training.steps"] if "training.steps" in t else t["steps"]).max())
+        # generalisation that lasted (stays at or above the threshold to the end, for the hold window)
         column = "steps_to_generalize_lasting" if "steps_to_generalize_lasting" in t else "steps_to_generalize"
-        steps = pd.to_numeric(t[column], errors="coerce").astype(float).to_numpy()
-        censored = np.where(np.isnan(steps), np.inf, steps)
-        q25, med, q75 = (float(np.quantile(censored, q, method="lower")) for q in (0.25, 0.5, 0.75))
+        out = outcomes[method] = table_outcomes(t, column)
+        km = km_of(out, budget)
         extra = np.zeros(len(t))
         for col in extra_cost:
             if col in t:
                 extra += pd.to_numeric(t[col], errors="coerce").fillna(0.0).to_numpy()
         # a trial's wall-clock includes its one-off costs: the rate per step is what is left per step
         per_1k = float(np.median((t["wall_seconds"].to_numpy() - extra) / t["steps"].to_numpy()) * 1000)
-        time_to = censored * per_1k / 1000 + extra
+        seconds = out.duration.to_numpy() * per_1k / 1000 + extra
+        time_km = km_summary(seconds, out.event.to_numpy(), float(budget * per_1k / 1000 + extra.max()))
         rows.append({
-            "setting": setting, "method": method, "n_seeds": len(t), "generalized": int(np.isfinite(steps).sum()),
-            "median_steps": med, "q25_steps": q25, "q75_steps": q75, "budget": budget,
-            "steps_per_seed": " ".join("-" if not np.isfinite(s) else f"{s:g}" for s in steps),
+            "setting": setting, "method": method, "n_seeds": km.n, "generalized": km.generalized,
+            "km_median": km.median, "km_median_low": km.median_low, "km_median_high": km.median_high,
+            "km_median_text": km.median_text(), "budget": budget,
+            "steps_per_seed": " ".join(f"{d:g}" if e else "-" for d, e in zip(out.duration, out.event)),
             "final_test_acc_median": float(t["final_test_acc"].median()),
             "seconds_per_1k_steps": per_1k, "extra_seconds_median": float(np.median(extra)),
-            "median_seconds_to_generalize": float(np.quantile(time_to, 0.5, method="lower")),
+            "median_seconds_to_generalize": time_km.median, "budget_seconds": time_km.budget,
         })
+    for row in rows:
+        has_control = control in outcomes and row["method"] != control
+        row["logrank_p"] = logrank_p(outcomes[row["method"]], outcomes[control]) if has_control else math.nan
     return rows
 
 
-def _fmt_steps(v: float, budget: int) -> str:
-    return f"> {budget}" if not math.isfinite(v) else f"{v:.0f}"
+def markdown(df: pd.DataFrame, control: str = "scratch") -> str:
+    from grokkit.analysis.survival import format_p, format_step
 
-
-def markdown(df: pd.DataFrame) -> str:
     show = pd.DataFrame({
         "setting": df.setting, "method": df.method,
         "generalised": [f"{g}/{n}" for g, n in zip(df.generalized, df.n_seeds)],
-        "median steps [IQR]": [f"{_fmt_steps(m, b)} [{_fmt_steps(a, b)}, {_fmt_steps(c, b)}]"
-                               for m, a, c, b in zip(df.median_steps, df.q25_steps, df.q75_steps, df.budget)],
+        "median steps [95% CI]": df.km_median_text,
+        f"log-rank p vs {control}": [format_p(p) for p in df.logrank_p],
         "steps per seed": df.steps_per_seed,
         "final test acc (median)": [f"{v:.3f}" for v in df.final_test_acc_median],
         "s / 1k steps": [f"{v:.1f}" for v in df.seconds_per_1k_steps],
-        "median s to generalise": [
-            ("> " if not math.isfinite(m) else "") + f"{(v if math.isfinite(v) else b * s / 1000 + e):.0f}"
-            for v, m, b, s, e in zip(df.median_seconds_to_generalize, df.median_steps, df.budget,
-                                     df.seconds_per_1k_steps, df.extra_seconds_median)],
+        "median s to generalise": [format_step(v, b) for v, b in zip(df.median_seconds_to_generalize,
+                                                                     df.budget_seconds)],
     })
     return markdown_table(show)
 
@@ -142,15 +150,15 @@ def plot(df: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path, title: s
             if miss:
                 ax.scatter([i] * miss, [row.budget * 1.15] * miss, marker="^", s=30, facecolors="none",
                            edgecolors=f"C{i % 10}")
-            if np.isfinite(row.median_steps):
-                ax.hlines(row.median_steps, i - 0.3, i + 0.3, color="k", lw=1.5)
+            if np.isfinite(row.km_median):
+                ax.hlines(row.km_median, i - 0.3, i + 0.3, color="k", lw=1.5)
         ax.axhline(sub.budget.max(), color="0.6", ls=":", lw=0.8)
         ax.set_xticks(range(len(sub)), sub.method, rotation=45, ha="right", fontsize=8)
         ax.set_yscale("log")
-        ax.set_ylabel("steps to lasting generalisation (test acc >= 0.99 to the end)")
+        ax.set_ylabel("steps to lasting generalisation (held for the hold window)")
         ax.set_title(setting, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    legend = "(dots: seeds; bar: median; open triangles: not generalised within the budget)"
+    legend = "(dots: seeds; bar: Kaplan-Meier median; open triangles: not generalised within the budget)"
     width = int(13 * 5.0 * len(settings))  # characters that fit the figure's width at fontsize 10
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in (title, legend)), fontsize=10)
     fig.tight_layout()
@@ -182,20 +190,21 @@ def compare(path: str | Path, out: str | Path, executor: str = "local", workers:
             raise CompareError(f"setting {setting!r}: no results in {sweep_dir}; run the comparison first")
         table = read_table(sweep_dir)
         tables[setting] = table
-        rows += method_rows(table, setting, spec.extra_cost)
+        rows += method_rows(table, setting, spec.extra_cost, spec.control)
         teachers += [f"{setting}: {name} {sec:.0f} s" for name, sec in _required_costs(sweep_dir).items()]
     if not rows:
         raise CompareError("no finished trial in any setting")
     df = pd.DataFrame(rows)
+    df.attrs["control"] = spec.control
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{spec.name}.csv", df.to_csv(index=False))
     once = ("\n\nTrained once per setting and shared by its trials (not in the per-trial times): "
             + "; ".join(teachers) + ".") if teachers else ""
-    marker = (f'<!-- data: ./{spec.name}.csv; columns: generalised=generalized+n_seeds, "median steps [IQR]"='
-              'median_steps+q25_steps+q75_steps, "steps per seed"=steps_per_seed, "final test acc (median)"='
-              'final_test_acc_median, "s / 1k steps"=seconds_per_1k_steps, "median s to generalise"='
-              'median_seconds_to_generalize -->\n')
-    atomic_write_text(out / f"{spec.name}.md", f"# {spec.title}\n\n{spec.caption}{once}\n\n" + marker + markdown(df)
-                      + "\n")
+    marker = (f'<!-- data: ./{spec.name}.csv; columns: generalised=generalized+n_seeds, "median steps [95% CI]"='
+              f'km_median_text, "log-rank p vs {spec.control}"=logrank_p, "steps per seed"=steps_per_seed, '
+              '"final test acc (median)"=final_test_acc_median, "s / 1k steps"=seconds_per_1k_steps, '
+              '"median s to generalise"=median_seconds_to_generalize -->\n')
+    atomic_write_text(out / f"{spec.name}.md", f"# {spec.title}\n\n{spec.caption}{once}\n\n" + marker
+                      + markdown(df, spec.control) + "\n")
     plot(df, tables, out / f"{spec.name}.png", spec.title)
     return df

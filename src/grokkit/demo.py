@@ -2,7 +2,9 @@
 where the same student trained from scratch does not.
 
 Three runs, each an ordinary run directory under ``out``: ``teacher/``, ``distill/`` and ``scratch/`` (students of
-the same seeds and step budget), then ``headline.csv``, ``headline.md`` and ``comparison.png``.
+the same seeds and step budget), then ``headline.csv`` (per seed), ``headline_summary.csv`` (per group: lasting
+generalisation held for the hold window as censored data, the Kaplan–Meier median step with its interval and the
+log-rank p-value against scratch: :mod:`grokkit.analysis.survival`), ``headline.md`` and ``comparison.png``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from grokkit.checkpoint import atomic_write, atomic_write_text
 from grokkit.config import RunConfig, apply_overrides, parse_config
 from grokkit.plots import plot_groups
 from grokkit.rundir import RunDir
+from grokkit.sections import TrainingConfig
 from grokkit.tables import cell, markdown_table  # noqa: F401 (markdown_table: re-exported)
 from grokkit.yamlio import load_yaml_text
 
@@ -63,7 +66,9 @@ def run_demo(out: str | Path, n_seeds: int | None = None, student_steps: int | N
     scratch = run(scratch_cfg, out / "scratch", progress=progress)
     total = time.perf_counter() - t0
     table = headline_table({"distilled": distill, "scratch": scratch})
+    summary = headline_summary(table, {"distilled": distill_cfg.training, "scratch": scratch_cfg.training})
     atomic_write(out / "headline.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write(out / "headline_summary.csv", lambda p: summary.to_csv(p, index=False))
     groups = {
         f"distilled from mod-{teacher_cfg.task.modulus} teacher": RunDir(out / "distill").read_metrics(),
         "from scratch": RunDir(out / "scratch").read_metrics(),
@@ -75,11 +80,15 @@ def run_demo(out: str | Path, n_seeds: int | None = None, student_steps: int | N
                     f"steps_to_generalize={teacher['members'][0]['steps_to_generalize']}, "
                     f"test acc {teacher['members'][0]['final_test_acc']:.4f}, {teacher['wall_seconds']:.0f} s")
     md = [f"# Headline ({time.strftime('%Y-%m-%d')})", "", teacher_line, "",
-          markdown_table(table), "",
+          "<!-- data: ./headline.csv -->", markdown_table(table), "",
+          '<!-- data: ./headline_summary.csv; columns: "generalised (lasting)"=generalized+n, "median lasting '
+          'step [95% CI]"=km_median_text, "log-rank p vs scratch"=logrank_p -->',
+          markdown_table(show_summary(summary)), "",
           f"total wall-clock: {total:.0f} s (teacher {teacher['wall_seconds']:.0f} s, distilled students "
           f"{distill['wall_seconds']:.0f} s, scratch students {scratch['wall_seconds']:.0f} s)"]
     atomic_write_text(out / "headline.md", "\n".join(md) + "\n")
     _print_table(console, table, teacher_line, total)
+    readable_console(console).print(markdown_table(show_summary(summary)), highlight=False, markup=False)
     return table
 
 
@@ -96,6 +105,32 @@ def headline_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     for c in ("steps_to_generalize", "steps_to_generalize_lasting"):
         table[c] = table[c].astype("Int64")
     return table
+
+
+def headline_summary(table: pd.DataFrame, trainings: dict[str, TrainingConfig], control: str = "scratch"
+                     ) -> pd.DataFrame:
+    """Per group of :func:`headline_table`: lasting generalisation (held for the group's hold window, a seed that
+    did not generalise censored at the end of its run) as censored data: seeds that generalised of all, the
+    Kaplan–Meier median step and its 95% interval, and the log-rank p-value against the ``control`` group."""
+    from grokkit.analysis.survival import arms_table, table_outcomes
+
+    frames = []
+    for group, g in table.groupby("group", sort=False):
+        tc = trainings[str(group)]
+        g = g.assign(**{"training.steps": tc.steps, "training.hold_window": tc.hold_window})
+        frames.append(pd.concat([g[["group"]], table_outcomes(g)], axis=1))
+    budget = max(tc.steps for tc in trainings.values())
+    return arms_table(pd.concat(frames), "group", control, budget=float(budget))
+
+
+def show_summary(summary: pd.DataFrame, control: str = "scratch") -> pd.DataFrame:
+    """:func:`headline_summary` as printed: counts, the median with its interval, the p-value."""
+    from grokkit.analysis.survival import format_p
+
+    return pd.DataFrame({"group": summary.group,
+                         "generalised (lasting)": [f"{k}/{n}" for k, n in zip(summary.generalized, summary.n)],
+                         "median lasting step [95% CI]": summary.km_median_text,
+                         f"log-rank p vs {control}": [format_p(p) for p in summary.logrank_p]})
 
 
 #: width of tables printed to something that is not a terminal (a log file, a pipe): wide enough not to cut a column

@@ -101,8 +101,10 @@ class MemberResult:
     final_train_loss: float | None = None
     final_test_loss: float | None = None
     steps_to_generalize: int | None = None
-    #: the first evaluated step from which test accuracy stays >= the threshold at every later evaluation (a dip after
-    #: the first crossing moves it later; None if the last evaluation is below); see :func:`lasting_step`
+    #: the first evaluated step from which test accuracy stays >= the threshold at every later evaluation, provided the
+    #: run went on for at least the hold window (``training.hold_window`` of the budget) after it (a dip after the
+    #: first crossing moves it later; None if the last evaluation is below, or if the accuracy was above the
+    #: threshold for less than the window at the end: censored); see :func:`lasting_step`
     steps_to_generalize_lasting: int | None = None
     #: with a validation split: the same on validation accuracy, and the last validation accuracy
     val_steps_to_generalize_lasting: int | None = None
@@ -115,16 +117,24 @@ class MemberResult:
     tasks: dict[str, dict[str, Any]] | None = None
 
 
-def lasting_step(steps: list[int], accs: list[float], threshold: float) -> int | None:
-    """The first of ``steps`` from which ``accs`` stays >= ``threshold`` at every later evaluation: the start of
-    the final unbroken run at or above it, or None if the last value is below (or there is none)."""
+def lasting_step(steps: list[int], accs: list[float], threshold: float, window: float,
+                 end: float | None = None) -> int | None:
+    """Lasting generalisation, the one definition every summary, early stop and table uses: the first of ``steps``
+    from which ``accs`` stays >= ``threshold`` at every later evaluation (the start of the final unbroken run at or
+    above it), provided it was seen to hold for at least ``window`` steps, ``end - start >= window`` (``end``: the
+    step the run ended at, by default the last of ``steps``). None if the last value is below, if there is none, or
+    if the run ended less than ``window`` steps after the start: a crossing inside the window is censored (the run
+    ended before it could show the accuracy lasts). ``window`` is ``training.hold_steps()`` for a run's own curve."""
     start = None
     for step, acc in zip(steps, accs):
         if acc >= threshold:
             start = step if start is None else start
         else:
             start = None
-    return start
+    if start is None:
+        return None
+    last = steps[-1] if end is None else end
+    return start if last - start >= window else None
 
 
 @dataclass
@@ -455,7 +465,8 @@ class Trainer:
                     self.evals_since_all_generalized += 1
                     # never stop on a dip: every member must be at the threshold at the stopping evaluation too
                     if self.evals_since_all_generalized > tc.patience and self._all_at_threshold_now():
-                        self.log(f"every member generalised; early stop at step {self.step}")
+                        self.log(f"every member generalised and held for the hold window; early stop at step "
+                                 f"{self.step}")
                         break
             if self.step >= tc.steps or not any_active:
                 break
@@ -473,13 +484,24 @@ class Trainer:
         return bool(tc.snapshot_every and step % tc.snapshot_every == 0) or step in tc.snapshot_steps
 
     def _all_generalized(self) -> bool:
-        """Has every active member reached the threshold? On validation accuracy when the run has a validation split
-        (so an early stop, e.g. GrokTransfer's weak stage inside a tune, never reads the test split), else on test."""
-        if self.val_set is not None:
-            threshold = self.settings.training.generalization_threshold
-            reached = {r["member"] for r in self.rows if r.get("val_acc", -1.0) >= threshold}
-            return all(k in reached for k, a in enumerate(self.active.tolist()) if a)
-        return all(s is not None for s, a in zip(self.steps_to_generalize, self.active.tolist()) if a)
+        """Has every active member generalised for good, up to now: at or above the threshold from some evaluation
+        to this one, and for at least the hold window (:func:`lasting_step` with ``end`` = this step)? So an early
+        stop never ends a member's run before its window is seen. On validation accuracy when the run has a
+        validation split (so an early stop, e.g. GrokTransfer's weak stage inside a tune, never reads the test
+        split), else on test."""
+        tc = self.settings.training
+        column = "val_acc" if self.val_set is not None else "test_acc"
+        curves: dict[int, list[dict[str, Any]]] = {}
+        for r in self.rows:
+            curves.setdefault(r["member"], []).append(r)
+        window, threshold = tc.hold_steps(), tc.generalization_threshold
+
+        def held(k: int) -> bool:
+            rows = curves.get(k, [])
+            steps, accs = [r["step"] for r in rows], [r.get(column, -1.0) for r in rows]
+            return lasting_step(steps, accs, threshold, window, self.step) is not None
+
+        return all(held(k) for k, a in enumerate(self.active.tolist()) if a)
 
     def _all_at_threshold_now(self) -> bool:
         """Is every active member at or above the threshold at the latest evaluation (validation accuracy with a
@@ -494,13 +516,14 @@ class Trainer:
         failed_step = self.failed_step.tolist()
         last = {r["member"]: r for r in self.rows}  # each member's last evaluation
         threshold = self.settings.training.generalization_threshold
+        window = self.settings.training.hold_steps()
         curves: dict[int, list[dict[str, Any]]] = {}
         for r in self.rows:
             curves.setdefault(r["member"], []).append(r)
 
         def lasting(k: int, column: str) -> int | None:
             rows = [r for r in curves.get(k, []) if column in r]
-            return lasting_step([r["step"] for r in rows], [r[column] for r in rows], threshold)
+            return lasting_step([r["step"] for r in rows], [r[column] for r in rows], threshold, window, self.step)
 
         for k, seed in enumerate(self.seeds):
             failed = failed_step[k] >= 0

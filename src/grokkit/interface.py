@@ -241,14 +241,18 @@ def sweep(spec: str | Path, out: str | Path, *, overrides: list[str] | None = No
 
 
 def tune(spec: str | Path, out: str | Path, *, executor: str = "local", workers: int = 1, address: str | None = None,
-         log: Callable[[str], None] | None = None) -> TuneResult:
+         train: bool = True, log: Callable[[str], None] | None = None) -> TuneResult:
     """Tune every arm of the tune spec ``spec`` with the same budget (selection on the validation split), then run
-    each arm's choice on fresh seeds (reported on the test split); a killed tune resumes. Returns the
+    each arm's choice on fresh seeds (reported on the test split); a killed tune resumes. ``train=False`` only
+    rewrites the tables (``summary.csv``, ``tune.md``) from a finished tune's files. Returns the
     :class:`TuneResult` (``chosen``, ``trials``, ``final``, ``summary``; ``plot()``)."""
-    from grokkit.tune import load_tune, run_tune
+    from grokkit.tune import load_tune, run_tune, write_tables
 
     loaded, root = load_tune(spec)
-    run_tune(loaded, root, out, executor=executor, workers=workers, address=address, log=log or _stderr)
+    if train:
+        run_tune(loaded, root, out, executor=executor, workers=workers, address=address, log=log or _stderr)
+    else:
+        write_tables(loaded, Path(out))
     return TuneResult(out)
 
 
@@ -260,6 +264,28 @@ def results(sweep_dir: str | Path, *, where: str | None = None, group_by: list[s
 
     result = SweepResult(sweep_dir)
     return summarize(result.trials, group_by if group_by is not None else result.default_group_by(), where)
+
+
+def readable_results(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`results`' table as people read it: the grouping columns, trials (errors, pending), generalised n/N,
+    the share with its interval, the Kaplan–Meier median lasting step [95% CI] (``> budget`` where the data cannot
+    give it), the log-rank p against scratch, final test accuracy and wall-clock."""
+    from grokkit.analysis.survival import format_p
+
+    group_by = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+    return summary[[*group_by, "trials", "errors", "pending"]].assign(
+        generalised=[f"{k}/{n}" for k, n in zip(summary.generalized, summary.n)],
+        **{"share [95% CI]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if n else "—" for v, lo, hi, n in
+                              zip(summary.share, summary.share_low, summary.share_high, summary.n)],
+           "median lasting step [95% CI]": summary.km_median_text.fillna("—"),
+           "log-rank p": [format_p(p) for p in summary.logrank_p]},
+        test_acc=summary.test_acc, test_acc_sd=summary.test_acc_sd, wall_s=summary.wall_s)
+
+
+#: the columns :func:`results` adds to the grouping columns
+SUMMARY_COLUMNS = ("trials", "errors", "pending", "n", "generalized", "share", "share_low", "share_high", "km_median",
+                   "km_median_low", "km_median_high", "km_median_text", "logrank_p", "test_acc", "test_acc_sd",
+                   "wall_s")
 
 
 def threshold(sweep_dir: str | Path, *, x: str = "task.train_fraction", by: str = "case", n_bootstrap: int = 1000
@@ -350,10 +376,10 @@ def compare(comparison: str | Path, out: str | Path, *, executor: str = "local",
 
 
 def compare_markdown(table: pd.DataFrame) -> str:
-    """A comparison table (:func:`compare`) as markdown."""
+    """A comparison table (:func:`compare`) as markdown, log-rank p-values against its control arm."""
     from grokkit.compare import markdown
 
-    return markdown(table)
+    return markdown(table, table.attrs.get("control", "scratch"))
 
 
 def figures() -> dict[str, Any]:
@@ -398,5 +424,5 @@ def _stderr(message: str) -> None:
 __all__ = [
     "GrokkitError", "RunResult", "SingleMember", "SweepResult", "TuneResult", "analyze", "compare",
     "compare_markdown", "compare_runs", "demo", "draw_map", "figures", "inherit", "load", "make_config", "markdown",
-    "plot_runs", "report", "repro", "results", "run", "sweep", "threshold", "tune"
+    "plot_runs", "readable_results", "report", "repro", "results", "run", "sweep", "threshold", "tune"
 ]

@@ -50,6 +50,20 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
 
 
+def _lasting_line(rd: RunDir, s: dict[str, Any]) -> str:
+    """The run's members as censored data: how many generalised for good (held for the hold window) and the
+    Kaplan–Meier median step with its interval (``> budget`` where the data cannot give it)."""
+    from grokkit.analysis.survival import km_summary, time_to_event
+
+    training = rd.read_config().training
+    window = training.hold_steps()
+    pairs = [time_to_event(m.get("steps_to_generalize_lasting"), s["steps"], window) for m in s["members"]]
+    km = km_summary([d for d, _ in pairs], [e for _, e in pairs], float(training.steps))
+    return (f"<p>generalised for good (test accuracy &ge; {s.get('generalization_threshold', '?')} to the end, held "
+            f"for the hold window of {window} steps): <b>{km.count_text()}</b> members; Kaplan&ndash;Meier median "
+            f"lasting step [95% CI]: <b>{html.escape(km.median_text())}</b></p>")
+
+
 def _run_sections(d: Path, missing: list[str]) -> list[str]:
     """A run's sections; what the run lacks is appended to ``missing`` (and left out of the page)."""
     rd = RunDir(d)
@@ -70,7 +84,7 @@ def _run_sections(d: Path, missing: list[str]) -> list[str]:
     if s is not None:
         out += [f"<p>recipe <b>{s['recipe']}</b>, task <b>{s.get('task')}</b>, train fraction "
                 f"{s.get('train_fraction')}, {s.get('steps')} steps, {float(s.get('wall_seconds', 0.0)):.1f} s "
-                f"wall-clock on {s.get('device', '?')}</p>", _table(pd.DataFrame(s["members"]))]
+                f"wall-clock on {s.get('device', '?')}</p>", _lasting_line(rd, s), _table(pd.DataFrame(s["members"]))]
     for png in sorted(d.glob("*.png")):
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
     metrics = None
@@ -203,8 +217,10 @@ def _sweep_sections(d: Path, missing: list[str]) -> list[str]:
     if (d / "threshold.csv").exists() and (d / "threshold.png").exists():
         th = pd.read_csv(d / "threshold.csv")
         out += ["<h3>Critical threshold</h3>",
-                _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]]),
-                _img(d / "threshold.png")]
+                _table(th[["method", "n_trials", "n_generalized", "summary", "slope"]])]
+        if (d / "threshold_steps.csv").exists():
+            out.append(_table(pd.read_csv(d / "threshold_steps.csv")))
+        out.append(_img(d / "threshold.png"))
     out += ["<h3>Test accuracy of every trial</h3>", _sweep_curves(d, table, axes, missing)]
     if "pack_size" in table:
         packs = table.dropna(subset=["group"]).groupby("group").size()

@@ -10,7 +10,12 @@ A figure file (``configs/paper/repro/<name>.yaml``, validated by :class:`FigureS
   over its seeds with the min-max band shaded.
 
 Outputs in ``OUT``: ``<name>.png``, ``<name>.csv`` (every curve: step, n_seeds, mean, std, min, max) and
-``<name>_summary.csv`` / ``.md`` (per curve: seeds, final value, first step each seed reaches ``reach``).
+``<name>_summary.csv`` / ``.md`` (per curve: seeds, final value; the first step each seed reaches ``reach`` and the
+step from which it stays there, held for the trial's hold window, each with the Kaplan–Meier median over seeds and
+its interval, a seed that never gets there censored at the end of its run: :mod:`grokkit.analysis.survival`).
+
+A figure can also be redrawn from a sweep's exported evidence (``experiments/export_sweep.py``: ``trials.csv`` and
+``curves.csv``) instead of its trial directories: :func:`exported_trials`.
 """
 
 from __future__ import annotations
@@ -167,31 +172,73 @@ def _matches(coords: dict[str, Any], where: dict[str, Any]) -> bool:
     return True
 
 
-def sweep_trials(sweep_dir: Path) -> list[tuple[dict[str, Any], Path]]:
-    """(coordinates, trial directory) of every finished trial of a sweep."""
+#: a finished trial of a figure's sweep: its coordinates, its metrics (a trial directory, or its rows as a data frame)
+#: and its hold window in steps
+TrialCurve = tuple[dict[str, Any], "Path | pd.DataFrame", float]
+
+
+def sweep_trials(sweep_dir: Path) -> list[TrialCurve]:
+    """(coordinates, trial directory, hold window) of every finished trial of a sweep."""
     out = []
     for d in sorted((sweep_dir / "trials").glob("*")):
         run = RunDir(d)
         if run.has_summary() and run.has_metrics():
-            out.append((run.read_summary().get("sweep", {}).get("coords", {}), d))
+            out.append((run.read_summary().get("sweep", {}).get("coords", {}), d,
+                        float(run.read_config().training.hold_steps())))
     return out
 
 
-def curve_table(curve: Curve, panel: Panel, trials: list[tuple[dict[str, Any], Path]]) -> pd.DataFrame:
-    """Per-seed values of one curve: columns seed, x, y."""
+def export_key(trial_id: str) -> str:
+    """A trial id without the hash of its required runs' paths (``teachers=h57b104e3``), which differs between
+    machines: how an exported trial (``case`` and ``seed`` of ``trials.csv``) is matched to its sweep's trial."""
+    import re
+
+    return re.sub(r"=h[0-9a-f]{8}(?=__|$)", "", trial_id)
+
+
+def trials_by_export_key(sweep_file: Path) -> dict[str, Any]:
+    """A sweep file's trials (:class:`grokkit.sweep.spec.Trial`, with their configs) by :func:`export_key`."""
+    from grokkit.sweep.spec import expand, load_sweep
+
+    spec, root = load_sweep(sweep_file)
+    trials = expand(spec, root, {name: f"/required/{name}" for name in spec.requires})
+    return {export_key(t.id): t for t in trials}
+
+
+def exported_trials(export_dir: Path, sweep_file: Path) -> list[TrialCurve]:
+    """The finished trials of a sweep as ``experiments/export_sweep.py`` committed them (``trials.csv``: case and
+    seed per trial; ``curves.csv``: every trial's metrics rows), with each trial's coordinates and hold window taken
+    from the sweep file's expansion (trial ids are matched without the hash of required runs' paths, which differ
+    between machines)."""
+    by_id = trials_by_export_key(sweep_file)
+    curves = pd.read_csv(export_dir / "curves.csv")
+    out = []
+    for (case, seed), m in curves.groupby(["case", "seed"], sort=True):
+        trial = by_id.get(export_key(f"{case}__seed={seed}"))
+        if trial is None:
+            raise ReproError(f"{export_dir}: trial {case}__seed={seed} is not one of {sweep_file}'s trials")
+        # a column this trial does not have (another trial's, e.g. a staged run's global_step) is all NaN here
+        out.append((trial.coords, m.drop(columns=["case"]).dropna(axis=1, how="all").reset_index(drop=True),
+                    float(trial.config.training.hold_steps())))
+    return out
+
+
+def curve_table(curve: Curve, panel: Panel, trials: list[TrialCurve]) -> pd.DataFrame:
+    """Per-seed values of one curve: columns seed, x, y, stage and the trial's hold window (steps)."""
     y = curve.y or panel.y
     frames = []
-    for coords, d in trials:
+    for coords, source, window in trials:
         if not _matches(coords, curve.where):
             continue
-        m = RunDir(d).read_metrics()
+        m = source if isinstance(source, pd.DataFrame) else RunDir(source).read_metrics()
+        d = source if not isinstance(source, pd.DataFrame) else f"trial {coords}"
         if panel.x == "global_step" and "global_step" not in m.columns:  # a one-stage run: its steps are global
             m = m.assign(global_step=m["step"])
         if y not in m.columns or panel.x not in m.columns:
             raise ReproError(f"curve {curve.label!r}: {d}/metrics.csv has no column {y!r} or {panel.x!r} "
                              f"(columns: {', '.join(m.columns)})")
         frames.append(pd.DataFrame({"seed": coords.get("seed", len(frames)), "x": m[panel.x], "y": m[y],
-                                    "stage": m["stage"] if "stage" in m.columns else 0}))
+                                    "stage": m["stage"] if "stage" in m.columns else 0, "window": window}))
     if not frames:
         raise ReproError(f"curve {curve.label!r}: no finished trial of sweep {curve.sweep!r} matches {curve.where}")
     return pd.concat(frames, ignore_index=True)
@@ -212,29 +259,44 @@ def first_reach(per_seed: pd.DataFrame, level: float) -> list[float | None]:
     return out
 
 
-def lasting_reach(per_seed: pd.DataFrame, level: float) -> list[float | None]:
-    """Per seed: the first x from which the curve stays >= ``level`` to its end (:func:`grokkit.engine.lasting_step`;
-    None if its last value is below)."""
+def lasting_reach(per_seed: pd.DataFrame, level: float, window: float | None = None) -> list[float | None]:
+    """Per seed: the first x from which the curve stays >= ``level`` to its end, held for at least ``window`` steps
+    (default: each seed's ``window`` column, its trial's hold window) before the end (:func:`grokkit.engine.
+    lasting_step`; None if its last value is below, or if it held for less than the window)."""
     from grokkit.engine import lasting_step
 
     out: list[float | None] = []
     for _, df in per_seed.groupby("seed"):
         df = df.sort_values("x")
-        hit = lasting_step(df.x.tolist(), df.y.tolist(), level)
+        w = float(df["window"].iloc[0]) if window is None else window
+        hit = lasting_step(df.x.tolist(), df.y.tolist(), level, w)
         out.append(None if hit is None else float(hit))
     return out
 
 
+def _km_text(values: list[float | None], ends: list[float]) -> str:
+    """The Kaplan–Meier median over seeds of per-seed steps (None: not reached by the end of that seed's curve,
+    censored there), printed as every table prints it (:func:`grokkit.analysis.survival.format_median`)."""
+    from grokkit.analysis.survival import km_summary
+
+    if not values:
+        return ""
+    durations = [v if v is not None else e for v, e in zip(values, ends)]
+    return km_summary(durations, [v is not None for v in values], max(ends)).median_text()
+
+
 # --------------------------------------------------------------------------------------------------- making
-def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
-    """Draw a figure from sweeps already run into ``out/<sweep key>``; writes PNG, CSV and summary."""
+def make_figure(spec: FigureSpec, out: Path, trials_of: dict[str, list[TrialCurve]] | None = None) -> dict[str, Any]:
+    """Draw a figure from sweeps already run into ``out/<sweep key>`` (or from ``trials_of``, per sweep key, e.g.
+    :func:`exported_trials`); writes PNG, CSV and summary."""
     out = Path(out)
     rows, summary_rows = [], []
     n = len(spec.panels)
     cols = min(spec.columns, n)
     nrows = math.ceil(n / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.9 * nrows + 0.9), squeeze=False)
-    trials_of = {key: sweep_trials(out / key) for key in spec.sweeps}
+    if trials_of is None:
+        trials_of = {key: sweep_trials(out / key) for key in spec.sweeps}
     for i, panel in enumerate(spec.panels):
         ax = axes[i // cols][i % cols]
         stage_starts: set[float] = set()
@@ -254,14 +316,15 @@ def make_figure(spec: FigureSpec, out: Path) -> dict[str, Any]:
             hit = [r for r in reach if r is not None]
             lasting = lasting_reach(per_seed, spec.reach) if "acc" in metric else []
             held = [r for r in lasting if r is not None]
+            ends = per_seed.groupby("seed").x.max().astype(float).tolist()
             summary_rows.append({
                 "panel": panel.title, "curve": curve.label, "metric": metric,
                 "n_seeds": int(last.size), "final_mean": float(last.mean()), "final_min": float(last.min()),
                 "final_max": float(last.max()), f"seeds_reaching_{spec.reach:g}": len(hit),
-                f"median_{panel.x}_to_{spec.reach:g}": float(np.median(hit)) if hit else None,
+                f"km_median_{panel.x}_to_{spec.reach:g}": _km_text(reach, ends),
                 f"{panel.x}_to_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in reach),
                 f"seeds_lasting_{spec.reach:g}": len(held),
-                f"median_{panel.x}_lasting_{spec.reach:g}": float(np.median(held)) if held else None,
+                f"km_median_{panel.x}_lasting_{spec.reach:g}": _km_text(lasting, ends),
                 f"{panel.x}_lasting_{spec.reach:g}_per_seed": " ".join("-" if r is None else f"{r:g}" for r in lasting),
                 "peak_of_mean": float(agg["mean"].max()), f"{panel.x}_of_peak": float(agg.x[agg["mean"].idxmax()]),
             })
@@ -298,8 +361,9 @@ def _first(steps: np.ndarray, hit: np.ndarray) -> float | None:
     return float(steps[hit.argmax()]) if hit.any() else None
 
 
-def measure_seed(metrics: pd.DataFrame, measure: str) -> float | None:
-    """One seed's value of a :class:`Published` measure (not ``phase:``) from its metrics rows."""
+def measure_seed(metrics: pd.DataFrame, measure: str, window: float) -> float | None:
+    """One seed's value of a :class:`Published` measure (not ``phase:``) from its metrics rows; ``lasting:`` must
+    hold for ``window`` steps (the run's hold window) before the run's end."""
     kind, metric, *rest = measure.split(":")
     m = metrics.sort_values("step")
     if metric not in m.columns:
@@ -313,7 +377,7 @@ def measure_seed(metrics: pd.DataFrame, measure: str) -> float | None:
     if kind == "lasting":
         from grokkit.engine import lasting_step
 
-        start = lasting_step(steps.tolist(), y.tolist(), value)
+        start = lasting_step(steps.tolist(), y.tolist(), value, window)
         return None if start is None else float(start)
     if kind == "at":
         before = steps <= value
@@ -322,11 +386,18 @@ def measure_seed(metrics: pd.DataFrame, measure: str) -> float | None:
 
 
 def _summarise(values: list[float | None], horizon: float, is_step: bool) -> tuple[float | None, str]:
-    """The median over seeds (None if most seeds never reach it) and a text: median [min, max], censored ones
-    shown as '> horizon'."""
+    """The median over seeds (None if the data cannot give it) and a text with every seed, censored ones shown as
+    '> horizon'. A step is time to an event: the Kaplan–Meier median with its interval, a seed that never gets there
+    censored at the horizon (:mod:`grokkit.analysis.survival`); a value (``at:``, ``final:``) is a plain median."""
+    from grokkit.analysis.survival import km_summary
+
     reached = [v for v in values if v is not None]
     fmt = (lambda v: f"{v:,.0f}") if is_step else (lambda v: f"{v:.3g}")
     per_seed = " / ".join(fmt(v) if v is not None else f"> {horizon:,.0f}" for v in values)
+    if is_step:
+        km = km_summary([v if v is not None else horizon for v in values], [v is not None for v in values], horizon)
+        median = None if not math.isfinite(km.median) else km.median
+        return median, f"{km.median_text()} (seeds: {per_seed})"
     if len(reached) * 2 <= len(values):
         return None, f"not reached by most seeds ({per_seed})"
     med = float(np.median([v if v is not None else math.inf for v in values]))
@@ -357,6 +428,7 @@ def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
     run_dir = RunDir(out / spec.name)
     metrics = run_dir.read_metrics()
     horizon = float(metrics.step.max())
+    window = float(run_dir.read_config().training.hold_steps())
     bounds: dict[str, int | None] = {}
     try:
         result = analyze_run(run_dir.path)
@@ -375,7 +447,7 @@ def make_reference(spec: ReferenceSpec, out: Path) -> dict[str, Any]:
             median, text = (float(value), f"{value:,} (member-mean curves)") if value is not None else \
                 (None, "not reached")
         else:
-            values = [measure_seed(metrics[metrics.seed == s], p.measure) for s in seeds]
+            values = [measure_seed(metrics[metrics.seed == s], p.measure, window) for s in seeds]
             median, text = _summarise(values, horizon, is_step)
         rows.append({"measure": p.measure, "published": p.text, "source": p.source, "low": p.low, "high": p.high,
                      "ours": text, "ours_median": median, "seeds": len(seeds), "steps_run": int(horizon),

@@ -79,9 +79,16 @@ class TrainingConfig(_Strict):
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
     eval_every: int = Field(100, ge=1)
     generalization_threshold: float = Field(0.99, gt=0, le=1)
-    early_stop: bool = Field(False, description="stop once every member has generalised (after `patience` evals): "
-                             "reached the threshold on validation accuracy with a validation split, else on test")
-    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised")
+    early_stop: bool = Field(False, description="stop once every member has generalised and held there for the "
+                             "hold window (then after `patience` evals): on validation accuracy with a validation "
+                             "split, else on test")
+    patience: int = Field(0, ge=0, description="evaluations to continue after every member generalised and held "
+                          "for the hold window")
+    hold_window: float = Field(
+        0.1, ge=0, le=1, description="lasting generalisation must be seen to hold: a member counts as generalised "
+        "(steps_to_generalize_lasting) only if its accuracy stays >= the threshold from that step to the end of the "
+        "run AND the run goes on for at least hold_window * steps after it (a fraction of the step budget; 0.1: the "
+        "last 10%); a crossing inside the window is censored. Early stop waits until every member has held for it")
     softmax_collapse: bool = Field(
         False, description="log train_sc at every evaluation: the share of training rows whose float32 softmax "
         "sum over the scored classes is exactly 1 (Prieto et al.'s softmax collapse); one more forward pass")
@@ -104,12 +111,22 @@ class TrainingConfig(_Strict):
     )
     progress: bool = True
 
+    def hold_steps(self) -> int:
+        """The hold window in steps (:func:`hold_steps`)."""
+        return hold_steps(self.hold_window, self.steps)
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
         if not (v == "cpu" or v == "cuda" or v.startswith("cuda:") or v == "mps"):
             raise ValueError(f"device {v!r} unknown; allowed: cpu, cuda, cuda:N, mps")
         return v
+
+
+def hold_steps(hold_window: float, steps: int) -> int:
+    """The hold window of ``training.hold_window`` (a fraction) over a budget of ``steps``, in steps (rounded to the
+    nearest step). Tables that read a run's recorded settings (a sweep's results, a tune's final runs) use this too."""
+    return round(hold_window * steps)
 
 
 class LoggingConfig(_Strict):

@@ -307,7 +307,9 @@ def _final_arm(spec: TuneSpec, root: Path, arm: Arm, out: Path, refs: dict[str, 
     for seed in spec.final.seeds:
         s = RunDir(_trial_dir(arm_dir / "final", chosen, seed)).read_summary()
         m = s["members"][0]
+        training = RunDir(_trial_dir(arm_dir / "final", chosen, seed)).read_config().training
         rows.append({"arm": arm.name, "seed": seed, **chosen, "steps": s["steps"],
+                     "training.steps": training.steps, "training.hold_window": training.hold_window,
                      "steps_to_generalize_lasting": m.get("steps_to_generalize_lasting"),
                      "steps_to_generalize": m.get("steps_to_generalize"),
                      "final_test_acc": m.get("final_test_acc"), "final_train_acc": m.get("final_train_acc"),
@@ -317,42 +319,45 @@ def _final_arm(spec: TuneSpec, root: Path, arm: Arm, out: Path, refs: dict[str, 
     return pd.DataFrame(rows)
 
 
-def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per arm: the chosen settings, seeds that generalised for good, median lasting step, the median steps of a
-    weak stage trained before it (GrokTransfer; 0 otherwise) and the median lasting step counting them, final test
-    accuracy, and the median wall-clock of a final seed (its share of the packed ensemble it trained in, as the sweep
-    records it, a weak stage included)."""
+def summary_table(final: pd.DataFrame, chosen: dict[str, dict[str, Any]], control: str = "scratch") -> pd.DataFrame:
+    """Per arm: the chosen settings; time to lasting generalisation (held for the hold window) as censored data
+    (:mod:`grokkit.analysis.survival`): the seeds that generalised by the budget, the Kaplan–Meier median lasting step
+    with its 95% interval (``> budget`` where the data cannot give it: a seed that never generalised is censored at
+    the end of its run, never left out), the median steps of a weak stage trained before it (GrokTransfer; 0
+    otherwise), the Kaplan–Meier median counting them (a seed's time and its censoring step both include its weak
+    stage) and the log-rank p-value of that time against the ``control`` arm; final test accuracy, and the median
+    wall-clock of a final seed (its share of the packed ensemble it trained in, as the sweep records it, a weak stage
+    included)."""
+    from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
+
+    weak_all = pd.to_numeric(final.weak_steps, errors="coerce").fillna(0) if "weak_steps" in final else pd.Series(
+        0.0, index=final.index)
+    outcomes = table_outcomes(final)
+    with_weak = outcomes.assign(duration=outcomes.duration + weak_all)
+    arms = list(dict.fromkeys(final.arm))
     rows = []
-    for arm, g in final.groupby("arm", sort=False):
-        lasting = pd.to_numeric(g.steps_to_generalize_lasting, errors="coerce")
-        weak = pd.to_numeric(g.weak_steps) if "weak_steps" in g else pd.Series(0, index=g.index)
-        with_weak = (lasting + weak).dropna()
+    for arm in arms:
+        sel = final.arm == arm
+        g, weak = final[sel], weak_all[sel]
+        budget = float(pd.to_numeric(g.steps).max())
+        km, km_weak = km_of(outcomes[sel], budget), km_of(with_weak[sel], float((g.steps + weak).max()))
+        p = logrank_p(with_weak[sel], with_weak[final.arm == control]) if arm != control and control in arms \
+            else float("nan")
         wall = pd.to_numeric(g.wall_seconds, errors="coerce").dropna() if "wall_seconds" in g else pd.Series([])
         acc = g.final_test_acc.astype(float)
         rows.append({
             "arm": arm,
             "chosen": ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in chosen[str(arm)].items()) or "(none)",
-            "generalised (lasting)": f"{int(lasting.notna().sum())}/{len(g)}",
-            "median lasting step": int(lasting.median()) if lasting.notna().any() else None,
+            "generalised (lasting)": km.count_text(),
+            "median lasting step [95% CI]": km.median_text(),
             "weak-stage steps": int(weak.median()),
-            "median lasting step incl. weak stage": int(with_weak.median()) if len(with_weak) else None,
+            "median lasting step incl. weak stage [95% CI]": km_weak.median_text(),
+            f"log-rank p vs {control}": format_p(p),
             "final test acc (mean ± sd)": f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0.0:.3f}",
             "min-max": f"{acc.min():.3f}-{acc.max():.3f}",
             "wall-clock s per final seed": round(float(wall.median()), 1) if len(wall) else None,
         })
-    return step_counts(pd.DataFrame(rows))
-
-
-#: the summary table's step-count columns (integers; missing: never generalised)
-STEP_COLUMNS = ("median lasting step", "median lasting step incl. weak stage")
-
-
-def step_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its step-count columns as nullable integers (as read back from records, they are floats)."""
-    for col in STEP_COLUMNS:
-        if col in table:
-            table[col] = table[col].astype("Int64")
-    return table
+    return pd.DataFrame(rows)
 
 
 def _short(v: Any) -> str:
@@ -411,15 +416,28 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
             finals.append(_final_arm(spec, root, arm, out, refs, chosen[arm.name], run_kwargs, log))
         trace_all = pd.concat(traces, ignore_index=True)
         final_all = pd.concat(finals, ignore_index=True)
-        table = summary_table(final_all, chosen)
         atomic_write(out / "trace.csv", lambda p: trace_all.to_csv(p, index=False))
         atomic_write(out / "final.csv", lambda p: final_all.to_csv(p, index=False))
-        atomic_write(out / "summary.csv", lambda p: table.to_csv(p, index=False))
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2))
-        atomic_write_text(out / "tune.md", _markdown(spec, trace_all, table))
+        table = write_tables(spec, out)
         return {"chosen": chosen, "table": table.to_dict("records"), "final": final_all.to_dict("records")}
     finally:
         lock.release()
+
+
+def write_tables(spec: TuneSpec, out: str | Path) -> pd.DataFrame:
+    """(Re)write ``summary.csv`` and ``tune.md`` from the records in ``out`` (``trace.csv``, ``final.csv``,
+    ``chosen.json``), e.g. a tune's outputs copied under docs/ (``grokkit tune SPEC --out DIR --table-only``);
+    returns the summary table."""
+    out = Path(out)
+    missing = [f for f in ("trace.csv", "final.csv", "chosen.json") if not (out / f).exists()]
+    if missing:
+        raise TuneError(f"--out {out} holds no {', '.join(missing)}: run the tune first")
+    trace, final = pd.read_csv(out / "trace.csv"), pd.read_csv(out / "final.csv")
+    table = summary_table(final, json.loads((out / "chosen.json").read_text()))
+    atomic_write(out / "summary.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write_text(out / "tune.md", _markdown(spec, trace, table))
+    return table
 
 
 def _extension(before: TuneSpec, spec: TuneSpec) -> str | None:

@@ -48,10 +48,11 @@ def _first(steps: pd.Series, cond: pd.Series) -> float:
     return float(hit.iloc[0]) if len(hit) else math.nan
 
 
-def _lasting(steps: pd.Series, acc: pd.Series, level: float = 0.99) -> float:
+def _lasting(steps: pd.Series, acc: pd.Series, window: float, level: float = 0.99) -> float:
+    """The lasting step of a snapshot curve, held for the run's hold window (:func:`grokkit.engine.lasting_step`)."""
     from grokkit.engine import lasting_step
 
-    start = lasting_step(steps.tolist(), acc.tolist(), level)
+    start = lasting_step(steps.tolist(), acc.tolist(), level, window)
     return math.nan if start is None else float(start)
 
 
@@ -73,6 +74,7 @@ def over_time(teacher_dir: str | Path, students: dict[str, list[Path]]) -> tuple
                 own = [int(i) + 1 for i in np.argsort(np.square(four["norms"]))[::-1][:len(keys)]]
                 rows.append({"arm": arm, "run": run, "member": m["member"], "seed": m["seed"],
                              "label": ckpt["label"], "step": ckpt["step"], "modulus": result["modulus"],
+                             "hold_window_steps": result.get("hold_window_steps", 0),
                              "test_acc": m["losses"]["test_acc"], "train_acc": m["losses"]["train_acc"],
                              "teacher_key_share": _share(four["norms"], carried),
                              "teacher_keys_carried": " ".join(map(str, carried)),
@@ -112,7 +114,7 @@ def per_seed(keys: list[int], frame: pd.DataFrame) -> pd.DataFrame:
             "final_teacher_key_share": float(last.teacher_key_share), "chance_share": float(last.chance_share),
             "step_teacher_keys_half": _first(g.step, g.teacher_key_share >= 0.5),
             "step_own_keys_half": _first(g.step, g.key_energy_fraction >= 0.5),
-            "step_lasting_0.99": _lasting(g.step, g.test_acc),
+            "step_lasting_0.99": _lasting(g.step, g.test_acc, float(last.hold_window_steps)),
         })
     return pd.DataFrame(out)
 

@@ -4,7 +4,9 @@
 A cell holds the treatment's trials of that (row, column); its control is the control arm's trials that agree with
 them on every ``match`` column (by default the student's operation, modulus and training fraction), so one
 from-scratch control serves every teacher of the same student. Outcomes are the sweep's own: generalisation that
-lasted (``generalized_lasting``) and the final test accuracy, with the spread over seeds. Diagnostics of the
+lasted, held for each trial's hold window, as censored data (the seeds that generalised, the Kaplan–Meier median
+step with its interval and the log-rank p-value of treatment against control: :mod:`grokkit.analysis.survival`), and
+the final test accuracy, with the spread over seeds. Diagnostics of the
 teacher recorded by the distillation recipe (``teacher_*`` columns: how often the teacher's answer, and the argmax
 of the distilled position, is the student's answer) are averaged per cell, to read why a cell fails.
 
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
 from grokkit.sweep.spec import MapSpec, SweepError
 from grokkit.sweep.store import require_finished
 
@@ -42,20 +45,26 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _outcomes(g: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials of an arm as (duration, event): lasting generalisation held for the hold window."""
+    return table_outcomes(g[g.status == "ok"])
+
+
 def _arm(g: pd.DataFrame, prefix: str) -> dict[str, Any]:
     done = g[g.status == "ok"]
     acc = done.final_test_acc.astype(float)
-    gen = done.generalized_lasting.astype(bool)
-    steps = done.loc[gen, "steps_to_generalize_lasting"].astype(float)
+    budget = pd.to_numeric(done["training.steps"] if "training.steps" in done else done["steps"]).max()
+    km = km_of(_outcomes(g), float(budget) if len(done) else None)
     return {
         f"{prefix}_trials": len(done),
         f"{prefix}_pending": int((g.status != "ok").sum()),
-        f"{prefix}_generalized": int(gen.sum()),
+        f"{prefix}_generalized": km.generalized,
         f"{prefix}_test_acc": float(acc.mean()) if len(acc) else float("nan"),
         f"{prefix}_test_acc_sd": float(acc.std(ddof=1)) if len(acc) > 1 else float("nan"),
         f"{prefix}_test_acc_min": float(acc.min()) if len(acc) else float("nan"),
         f"{prefix}_test_acc_max": float(acc.max()) if len(acc) else float("nan"),
-        f"{prefix}_steps_med": float(steps.median()) if len(steps) else float("nan"),
+        f"{prefix}_km_median": km.median,
+        f"{prefix}_km_median_text": km.median_text() if len(done) else "—",
     }
 
 
@@ -125,6 +134,7 @@ def map_table(table: pd.DataFrame, spec: MapSpec) -> pd.DataFrame:
                 raise SweepError(f"map: cell ({r}, {c}) has no {spec.control!r} trials with {key}")
             row: dict[str, Any] = {spec.rows: r, spec.cols: c, **key, **_arm(g, "treatment"), **_arm(sel, "control")}
             row["diff_test_acc"] = row["treatment_test_acc"] - row["control_test_acc"]
+            row["logrank_p"] = logrank_p(_outcomes(g), _outcomes(sel))
             teachers = g["distill.teacher"].dropna().unique() if "distill.teacher" in g else []
             row["teacher"] = "; ".join(Path(str(t)).name for t in teachers)
             row["teacher_test_acc"] = float(np.mean([_teacher_acc(str(t)) for t in teachers])) if len(teachers) \
@@ -179,12 +189,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def map_markdown(cells: pd.DataFrame, spec: MapSpec, data: str = "./map.csv") -> str:
     header = [spec.rows, spec.cols, "fraction", f"{spec.treatment}: generalised", f"{spec.treatment}: test acc",
-              f"{spec.control}: generalised", f"{spec.control}: test acc", "Δ test acc", "answers shared",
-              "teacher's own test acc",
+              f"{spec.treatment}: median lasting step [95% CI]", f"{spec.control}: generalised",
+              f"{spec.control}: test acc", f"{spec.control}: median lasting step [95% CI]", "log-rank p",
+              "Δ test acc", "answers shared", "teacher's own test acc",
               "teacher right on the student (final)", "teacher right on the student (distilled position)"]
     frac = next((m for m in spec.match if m.endswith("train_fraction")), None)
     checked = {spec.rows: spec.rows, spec.cols: spec.cols, header[3]: "treatment_generalized+treatment_trials",
-               header[5]: "control_generalized+control_trials", "Δ test acc": "diff_test_acc"}
+               header[5]: "treatment_km_median_text", header[6]: "control_generalized+control_trials",
+               header[8]: "control_km_median_text", "log-rank p": "logrank_p", "Δ test acc": "diff_test_acc"}
     columns = ", ".join(f'"{h}"={c}' for h, c in checked.items())
     unchecked = ", ".join(f'"{h}"' for h in header if h not in checked)
     marker = f"<!-- data: {data}; columns: {columns}; unchecked: {unchecked} -->"
@@ -196,8 +208,9 @@ def map_markdown(cells: pd.DataFrame, spec: MapSpec, data: str = "./map.csv") ->
 
         lines.append("| " + " | ".join([
             str(d[spec.rows]), str(d[spec.cols]), _fmt(d[frac], 2) if frac else "",
-            f"{d['treatment_generalized']}/{d['treatment_trials']}", arm("treatment"),
-            f"{d['control_generalized']}/{d['control_trials']}", arm("control"), f"{d['diff_test_acc']:+.3f}",
+            f"{d['treatment_generalized']}/{d['treatment_trials']}", arm("treatment"), d["treatment_km_median_text"],
+            f"{d['control_generalized']}/{d['control_trials']}", arm("control"), d["control_km_median_text"],
+            format_p(d["logrank_p"]), f"{d['diff_test_acc']:+.3f}",
             *(_fmt(d.get(c, float("nan"))) for c in ("answers_shared", "teacher_test_acc", *TEACHER_COLUMNS))]) + " |")
     return "\n".join(lines) + "\n"
 

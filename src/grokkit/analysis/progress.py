@@ -375,6 +375,7 @@ def analyze_run(run_dir: str | Path, member: int | None = None, position: str = 
         "run_dir": str(run_dir), "task": cfg.task.name if hasattr(cfg.task, "name") else f"{op}{p}",
         "op": op, "modulus": p, "position": position, "recipe": cfg.recipe,
         "key_frequency_rule": {"min_gap": min_gap, "override": key_freqs},
+        "hold_window_steps": cfg.training.hold_steps(),  # the run's hold window: the "generalised" phase needs it
         "checkpoints": [],
     }
     def analyze(rm: RunModel, freqs: dict[int, list[int] | None]) -> dict[str, Any]:
@@ -423,14 +424,15 @@ def over_time(result: dict[str, Any]) -> Any:
     return frame.reset_index(drop=True)
 
 
-def phases(frame: Any, threshold: float = 0.99) -> dict[str, int | None]:
+def phases(frame: Any, threshold: float = 0.99, window: float = 0) -> dict[str, int | None]:
     """Phase boundaries from the member-mean curves of :func:`over_time` (Nanda et al.'s three phases), by rule:
 
     * ``memorised``: the first step at which mean train accuracy >= ``threshold`` (memorisation done; circuit formation
       goes on underneath, visible as the restricted loss falling while test loss stays high);
     * ``cleanup``: the first step at which mean test accuracy >= 0.5 (test loss leaves its plateau: weight decay is
       removing the memorising components, the excluded loss rises);
-    * ``generalised``: the first step from which mean test accuracy stays >= ``threshold`` to the last step.
+    * ``generalised``: the first step from which mean test accuracy stays >= ``threshold`` to the last step, held
+      for at least ``window`` steps (the run's hold window: :func:`grokkit.engine.lasting_step`).
 
     None where a boundary is not reached."""
     if not len(frame):
@@ -443,7 +445,7 @@ def phases(frame: Any, threshold: float = 0.99) -> dict[str, int | None]:
 
     from grokkit.engine import lasting_step
 
-    lasting = lasting_step([int(s) for s in mean.index], mean.test_acc.tolist(), threshold)
+    lasting = lasting_step([int(s) for s in mean.index], mean.test_acc.tolist(), threshold, window)
     return {"memorised": first(mean.train_acc >= threshold), "cleanup": first(mean.test_acc >= 0.5),
             "generalised": lasting}
 
@@ -474,7 +476,7 @@ def write_analysis(result: dict[str, Any], out: str | Path) -> list[Path]:
         from grokkit.io import atomic_write
         from grokkit.plots import plot_progress_over_time
 
-        bounds = phases(frame)
+        bounds = phases(frame, window=result.get("hold_window_steps", 0))
         result["phases"] = bounds
         csv, png = (out / f for f in OVER_TIME_FILES)
         atomic_write(csv, lambda q: frame.to_csv(q, index=False))

@@ -9,11 +9,14 @@ crossing: with such separated outcomes every bootstrap sample gives the same fit
 threshold more finely than the grid. A threshold outside the tested range is reported as censored ("< lowest" or
 "> highest"), never extrapolated.
 
-The outcome is generalisation that lasted (``generalized_lasting``: test accuracy at or above the threshold from
-some evaluation to the end of the run), not a first crossing. The fit is a two-parameter Newton iteration (the same
-optimum as statsmodels' penalised binomial GLM, ``GLM(...).fit_regularized(alpha=penalty / n, L1_wt=0)``, which the
-tests check) because the bootstrap refits it a thousand times per method and statsmodels' elastic-net solver is
-about 10x slower and stops on a looser tolerance; the per-fraction intervals are statsmodels' Wilson intervals.
+The outcome is generalisation that lasted (test accuracy at or above the threshold from some evaluation to the end
+of the run, held for the trial's hold window: :func:`grokkit.analysis.survival.table_outcomes`), not a first
+crossing. The steps it took are censored data: per method and fraction, the Kaplan–Meier median with its interval
+and the log-rank p-value against the control method (``scratch``) at the same fraction (:func:`steps_table`).
+The fit is a two-parameter Newton iteration (the same optimum as statsmodels' penalised binomial GLM,
+``GLM(...).fit_regularized(alpha=penalty / n, L1_wt=0)``, which the tests check) because the bootstrap refits it a
+thousand times per method and statsmodels' elastic-net solver is about 10x slower and stops on a looser tolerance;
+the per-fraction intervals are statsmodels' Wilson intervals.
 """
 
 from __future__ import annotations
@@ -137,9 +140,22 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
 def outcome_columns(table: pd.DataFrame) -> tuple[str, str]:
     """The outcome a threshold is fitted on: generalisation that *lasted* (``generalized_lasting``,
     ``steps_to_generalize_lasting``) where the results have it, else the first crossing (older results stores)."""
-    if "generalized_lasting" in table.columns:
+    if "steps_to_generalize_lasting" in table.columns:
         return "generalized_lasting", "steps_to_generalize_lasting"
     return "generalized", "steps_to_generalize"
+
+
+def outcomes(table: pd.DataFrame) -> pd.DataFrame:
+    """The finished (and errored) trials of a results table with their time to lasting generalisation as censored
+    data (``duration``, ``event``: held for each trial's hold window, censored at the end of its run); a results
+    store too old to record lasting steps gives first crossings (no window)."""
+    from grokkit.analysis.survival import table_outcomes
+
+    df = table[table.status != "pending"]
+    if "steps" not in df.columns:
+        raise ValueError("threshold: the results have no `steps` column (the steps each trial ran)")
+    _, steps = outcome_columns(df)
+    return pd.concat([df, table_outcomes(df, steps, hold_window=None if steps.endswith("lasting") else 0.0)], axis=1)
 
 
 def threshold_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str = "case",
@@ -148,18 +164,31 @@ def threshold_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str
     from grokkit.sweep.store import require_finished
 
     require_finished(table, "the sweep", "a threshold fit")
-    df = table[table.status != "pending"]
-    if x not in df.columns:
+    if x not in table.columns:
         raise SweepError(f"threshold: no column {x!r} in the results; give --x one of the varied columns, e.g. "
-                         f"{[c for c in df.columns if c.startswith(('task.', 'distill.', 'optimizer.'))][:6]}")
+                         f"{[c for c in table.columns if c.startswith(('task.', 'distill.', 'optimizer.'))][:6]}")
+    df = outcomes(table)
     groups = df.groupby(by) if by in df.columns else [("all", df)]
-    outcome, _ = outcome_columns(df)
     rows = []
     for method, g in groups:
-        t = estimate_threshold(g[x].to_numpy(float), g[outcome].astype(bool).to_numpy(float), str(method),
+        t = estimate_threshold(g[x].to_numpy(float), g["event"].astype(bool).to_numpy(float), str(method),
                                n_bootstrap, seed)
         rows.append({**asdict(t), "summary": t.text()})
     return pd.DataFrame(rows)
+
+
+def steps_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str = "case", control: str = "scratch"
+                ) -> pd.DataFrame:
+    """Per method and value of ``x``: the trials that generalised for good, the Kaplan–Meier median step with its
+    interval, and the log-rank p-value against method ``control`` at the same ``x`` (:mod:`grokkit.analysis.
+    survival`)."""
+    from grokkit.analysis.survival import arms_table
+
+    df = outcomes(table)
+    if by not in df.columns:
+        df = df.assign(**{by: "all"})
+    budget = pd.to_numeric(df["training.steps"] if "training.steps" in df else df["steps"]).max()
+    return arms_table(df, [by, x], control, by, float(budget) if len(df) else None)
 
 
 def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x: str = "task.train_fraction",
@@ -169,20 +198,20 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = table[table.status != "pending"]
-    outcome, steps = outcome_columns(df)
-    df = df.assign(**{outcome: df[outcome].astype(bool)})
+    df = outcomes(table)
+    outcome, _ = outcome_columns(df)
+    steps_of = steps_table(table, x, by) if by in df.columns else steps_table(table, x, by).assign(**{by: "all"})
     groups = list(df.groupby(by)) if by in df.columns else [("all", df)]
     fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
     grid = np.linspace(df[x].min(), df[x].max(), 200)
     for i, (method, g) in enumerate(groups):
         color = f"C{i}"
-        per_x = g.groupby(x)[outcome].agg(["sum", "count"]).reset_index()
+        per_x = g.groupby(x)["event"].agg(["sum", "count"]).reset_index()
         p = per_x["sum"] / per_x["count"]
         ci = np.array([wilson(int(k), int(n)) for k, n in zip(per_x["sum"], per_x["count"])])
         ax_p.errorbar(per_x[x], p, yerr=[p - ci[:, 0], ci[:, 1] - p], fmt="o", color=color, capsize=3,
                       label=f"{method} (n={int(per_x['count'].iloc[0])}/point)")
-        fit = fit_logistic(g[x].to_numpy(float), g[outcome].to_numpy(float))
+        fit = fit_logistic(g[x].to_numpy(float), g["event"].to_numpy(float))
         ax_p.plot(grid, fit.p(grid), "-", color=color, alpha=0.8)
         row = thresholds[thresholds.method == str(method)]
         if len(row) and not row.censored.iloc[0]:
@@ -191,14 +220,15 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
             hi = min(r.ci_high, df[x].max()) if np.isfinite(r.ci_high) else df[x].max()
             ax_p.axvspan(lo, hi, color=color, alpha=0.12)
             ax_p.axvline(r.x50, color=color, ls=":", lw=1)
-        ok = g[g[outcome]]
+        ok = g[g["event"]]
         if len(ok):
-            ax_s.scatter(ok[x], ok[steps].astype(float), color=color, alpha=0.35, s=14)
-            med = ok.groupby(x)[steps].agg(
-                median=lambda s: s.astype(float).median(), q25=lambda s: s.astype(float).quantile(0.25),
-                q75=lambda s: s.astype(float).quantile(0.75)).reset_index()
-            ax_s.errorbar(med[x], med["median"], yerr=[med["median"] - med.q25, med.q75 - med["median"]],
-                          fmt="-o", color=color, capsize=3, label=str(method))
+            ax_s.scatter(ok[x], ok["duration"].astype(float), color=color, alpha=0.35, s=14)
+        med = steps_of[(steps_of[by].astype(str) == str(method)) & np.isfinite(steps_of.km_median)]
+        if len(med):  # the Kaplan-Meier median where the data give one; its CI bar up to the budget if unbounded
+            top = np.where(np.isfinite(med.km_median_high), med.km_median_high, med.budget)
+            low = np.where(np.isfinite(med.km_median_low), med.km_median_low, med.km_median)
+            ax_s.errorbar(med[x], med.km_median, yerr=[med.km_median - low, top - med.km_median], fmt="-o",
+                          color=color, capsize=3, label=str(method))
     ax_p.set_xlabel(x)
     ax_p.set_ylabel("P(generalise within budget, and stay)" if outcome.endswith("lasting")
                     else "P(generalise within budget)")
@@ -208,10 +238,11 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
     ax_p.set_title("logistic fit; shaded: 95% bootstrap CI of the threshold", fontsize=9)
     ax_s.set_xlabel(x)
     ax_s.set_ylabel("steps to lasting generalisation" if outcome.endswith("lasting")
-                    else "steps to generalise (generalised trials)")
+                    else "steps to generalise")
     ax_s.set_yscale("log")
     ax_s.grid(alpha=0.3)
-    ax_s.set_title("median and IQR over seeds; dots: single trials", fontsize=9)
+    ax_s.set_title("Kaplan-Meier median and 95% CI over seeds (failures censored; none where the data give no "
+                   "median); dots: trials that generalised", fontsize=8)
     if ax_s.get_legend_handles_labels()[0]:
         ax_s.legend(fontsize=8)
     if title:
@@ -224,18 +255,29 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
 
 
 def threshold_report(table: pd.DataFrame, out: str | Path, x: str = "task.train_fraction", by: str = "case",
-                     n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Fit, then write ``threshold.csv``, ``threshold.md`` and ``threshold.png`` into ``out``."""
+                     n_bootstrap: int = 1000, seed: int = 0, control: str = "scratch") -> pd.DataFrame:
+    """Fit, then write ``threshold.csv``, ``threshold_steps.csv`` (:func:`steps_table`), ``threshold.md`` (both
+    tables) and ``threshold.png`` into ``out``."""
+    from grokkit.analysis.survival import format_p
     from grokkit.checkpoint import atomic_write, atomic_write_text
 
     out = Path(out)
     thresholds = threshold_table(table, x, by, n_bootstrap, seed)
+    steps = steps_table(table, x, by, control)
     atomic_write(out / "threshold.csv", lambda p: thresholds.to_csv(p, index=False))
+    atomic_write(out / "threshold_steps.csv", lambda p: steps.to_csv(p, index=False))
     header = f"{x} at P(generalise) = 0.5"
     lines = [f'<!-- data: ./threshold.csv; columns: {by}=method, trials=n_trials, generalised=n_generalized, '
              f'"{header}"=summary -->', f"| {by} | trials | generalised | {header} |", "|---|---|---|---|"]
     for r in thresholds.itertuples():
         lines.append(f"| {r.method} | {r.n_trials} | {r.n_generalized} | {r.summary} |")
+    p_header = f"log-rank p vs {control}"
+    lines += ["", f'<!-- data: ./threshold_steps.csv; columns: {by}={by}, {x}={x}, generalised=generalized+n, '
+              f'"median lasting step [95% CI]"=km_median_text, "{p_header}"=logrank_p -->',
+              f"| {by} | {x} | generalised | median lasting step [95% CI] | {p_header} |", "|---|---|---|---|---|"]
+    for r in steps.to_dict("records"):
+        lines.append(f"| {r[by]} | {r[x]:g} | {r['generalized']}/{r['n']} | {r['km_median_text']} | "
+                     f"{format_p(r['logrank_p'])} |")
     atomic_write_text(out / "threshold.md", "\n".join(lines) + "\n")
     plot_threshold(table, thresholds, out / "threshold.png", x, by)
     return thresholds

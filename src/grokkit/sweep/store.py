@@ -1,4 +1,8 @@
-"""The results store: one Parquet table of every trial of a sweep (flattened config, outcome, wall-clock)."""
+"""The results store: one Parquet table of every trial of a sweep (flattened config, outcome, wall-clock).
+
+``steps_to_generalize_lasting`` / ``generalized_lasting`` hold for the trial's hold window (``training.hold_window``:
+a run recorded before the window existed gets it applied here, :func:`grokkit.analysis.survival.held_step`), and
+:func:`summarize` treats time to lasting generalisation as censored data (:mod:`grokkit.analysis.survival`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from grokkit.analysis.survival import arms_table, held_step, table_outcomes
 from grokkit.checkpoint import atomic_write
 from grokkit.rundir import RunDir, RunError
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial
@@ -48,11 +53,12 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
         s = run.read_summary()
         m = s["members"][0]
         sw = s.get("sweep", {})
+        window = trial.config.training.hold_steps()
+        lasting = held_step(m.get("steps_to_generalize_lasting"), s["steps"], window)
         row.update(status="failed" if m["failed"] else "ok", error=m.get("error"),
                    final_train_acc=m["final_train_acc"], final_test_acc=m["final_test_acc"],
                    steps_to_generalize=m["steps_to_generalize"], generalized=m["steps_to_generalize"] is not None,
-                   steps_to_generalize_lasting=m.get("steps_to_generalize_lasting"),
-                   generalized_lasting=m.get("steps_to_generalize_lasting") is not None,
+                   steps_to_generalize_lasting=lasting, generalized_lasting=lasting is not None,
                    steps=s["steps"], wall_seconds=s["wall_seconds"], group=sw.get("group"),
                    pack_size=sw.get("pack_size", 1), group_wall_seconds=sw.get("group_wall_seconds"))
         for key, value in s.items():  # run-level diagnostics, e.g. teacher_acc_on_student_test
@@ -62,7 +68,8 @@ def trial_row(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
             row[f"test_acc@{name}"] = t["final_test_acc"]
             row[f"steps_to_generalize@{name}"] = t["steps_to_generalize"]
             row[f"generalized@{name}"] = t["steps_to_generalize"] is not None
-            row[f"steps_to_generalize_lasting@{name}"] = t.get("steps_to_generalize_lasting")
+            row[f"steps_to_generalize_lasting@{name}"] = held_step(t.get("steps_to_generalize_lasting"), s["steps"],
+                                                                   window)
         for key, value in m.items():  # recipe-specific scalars, e.g. continual backward_transfer
             if key not in row and isinstance(value, (int, float, bool)) and key not in ("failed_step",):
                 row[key] = value
@@ -169,8 +176,14 @@ def require_finished(table: pd.DataFrame, sweep_dir: str | Path, what: str) -> p
                      f"trials finish{errors}")
 
 
-def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> pd.DataFrame:
-    """Per group: trials, generalised k/n and fraction, median (IQR) steps to generalise, final test accuracy."""
+def summarize(table: pd.DataFrame, by: list[str], where: str | None = None, control: str | None = "scratch"
+              ) -> pd.DataFrame:
+    """Per group: trials (errors and pending among them), and over its finished trials (``n``): lasting
+    generalisation within the budget (held for the hold window) as censored data: ``generalized`` of ``n``, the
+    ``share`` with its Wilson interval, the Kaplan–Meier median step with its interval (``km_median*``; ``inf``: not
+    reached within the budget) and its printed form ``km_median_text``, and ``logrank_p`` against the group of case
+    ``control`` that agrees on the other grouping columns (when grouping by ``case``); final test accuracy
+    (mean, sd) and the wall-clock summed."""
     df = table
     if where:
         try:
@@ -184,27 +197,36 @@ def summarize(table: pd.DataFrame, by: list[str], where: str | None = None) -> p
     if not by:
         df = df.assign(all="all")
         by = ["all"]
+    # generalisation that lasted (to the end of the run, for the hold window); first crossings are in other columns
+    lasting = "steps_to_generalize_lasting" if "steps_to_generalize_lasting" in df else "steps_to_generalize"
+    done = df[df.status.isin(["ok", "failed"])]
+    outcomes = pd.concat([done[by], table_outcomes(done, lasting)], axis=1)
+    budget = (float(pd.to_numeric(done["training.steps"], errors="coerce").max()) if "training.steps" in done
+              and len(done) else None)
+    survival = arms_table(outcomes, by, control if "case" in by else None, "case", budget)
 
     def agg(g: pd.DataFrame) -> pd.Series:
-        # generalisation that lasted (to the end of the run); first crossings are in the table's other columns
-        gen = g.generalized_lasting.astype(bool) if "generalized_lasting" in g else g.generalized.astype(bool)
-        steps = g.loc[gen, "steps_to_generalize_lasting" if "generalized_lasting" in g else "steps_to_generalize"
-                      ].astype(float)
         acc = g["final_test_acc"].astype(float)
         return pd.Series({
             "trials": len(g),
             "errors": int((g.status == "error").sum()),
-            "generalized": int(gen.sum()),
-            "p_gen": gen.mean(),
-            "steps_med": steps.median() if len(steps) else float("nan"),
-            "steps_q25": steps.quantile(0.25) if len(steps) else float("nan"),
-            "steps_q75": steps.quantile(0.75) if len(steps) else float("nan"),
+            "pending": int((g.status == "pending").sum()),
             "test_acc": acc.mean(),
             "test_acc_sd": acc.std(ddof=1) if acc.notna().sum() > 1 else float("nan"),
             "wall_s": g["wall_seconds"].sum(),
         })
 
-    return df.groupby(by, dropna=False).apply(agg, include_groups=False).reset_index()
+    counts = df.groupby(by, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
+    columns = ["n", "generalized", "share", "share_low", "share_high", "km_median", "km_median_low",
+               "km_median_high", "km_median_text", "logrank_p"]
+    out = counts.merge(survival[[*by, *columns]], on=by, how="left") if len(survival) else counts.assign(
+        **{c: float("nan") for c in columns})
+    for c in ("trials", "errors", "pending", "n", "generalized"):
+        out[c] = out[c].fillna(0).astype(int)
+    for c in ("share", "share_low", "share_high", "km_median", "km_median_low", "km_median_high", "logrank_p"):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    order = [*by, "trials", "errors", "pending", *columns, "test_acc", "test_acc_sd", "wall_s"]
+    return out[order].sort_values(by, kind="stable").reset_index(drop=True)
 
 
 def current_table(sweep_dir: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
