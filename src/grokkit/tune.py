@@ -45,6 +45,7 @@ from grokkit.errors import InputError
 from grokkit.io import atomic_write, atomic_write_text
 from grokkit.rundir import RunDir
 from grokkit.sweep.spec import RequiredRun, SweepError, _apply, _load_mapping, _substitute, parse_sweep, trial_id
+from grokkit.sweep.store import log_required_runs, required_runs_table
 from grokkit.tables import markdown_table
 
 LOCK_FILE = ".tune.lock"
@@ -406,11 +407,7 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
             refs = train_required(sweep_like, root, out, log)
         except SweepError as err:
             raise TuneError(str(err)) from None
-        for r in required_runs_table(out).to_dict("records"):
-            held = r["steps_to_generalize_lasting"]
-            log(f"required run {r['run']} (seed {r['seed']}): final test accuracy {r['final_test_acc']:.4f}, "
-                + (f"generalised for good from step {held}" if held is not None and held == held else
-                   "warning: it never generalised for good (a teacher that never generalised teaches anyway)"))
+        log_required_runs(out, log)
         run_kwargs = {"executor": executor, "workers": workers, "address": address}
         traces, finals, chosen = [], [], {}
         for arm in spec.arms:
@@ -471,23 +468,6 @@ def _extension(before: TuneSpec, spec: TuneSpec) -> str | None:
 
 def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
-
-
-def required_runs_table(out: str | Path) -> pd.DataFrame:
-    """One row per run a tune (or sweep) trained before its trials (``DIR/requires/*``, e.g. a distillation
-    teacher): its task, training fraction, steps, final test accuracy and the step from which it generalised for good
-    (held for its hold window; empty: it did not)."""
-    rows = []
-    for d in sorted(Path(out, "requires").glob("*")):
-        path = d / "summary.json"
-        if not path.is_file():
-            continue
-        s = json.loads(path.read_text())
-        for m in s.get("members", []):
-            rows.append({"run": d.name, "task": s.get("task"), "train_fraction": s.get("train_fraction"),
-                         "seed": m.get("seed"), "steps": s.get("steps"), "final_test_acc": m.get("final_test_acc"),
-                         "steps_to_generalize_lasting": m.get("steps_to_generalize_lasting")})
-    return pd.DataFrame(rows)
 
 
 def _markdown(spec: TuneSpec, trace: pd.DataFrame, table: pd.DataFrame, teachers: pd.DataFrame | None = None) -> str:
