@@ -83,7 +83,7 @@ def _member_field(name: str, setting: MemberSetting) -> tuple[Any, Any]:
 
 
 class _MemberBase(Strict):
-    seed: int
+    seed: int = Field(..., description="seed of this member's initial weights (and of its split, unless `split_seed`)")
     split_seed: int | None = Field(
         None, description="seed of this member's train/test split; default: `seed` (a task's split_seed wins)")
 
@@ -106,9 +106,11 @@ def _get_dotted(obj: Any, key: str) -> Any:
 
 class _RunConfigBase(Strict):
     recipe: str = Field("scratch", description="a registered recipe (grokkit.recipes.RECIPES)")
-    name: str = "run"
+    name: str = Field("run", description="the run's name, shown in captions and summaries")
     seeds: list[int] | None = Field(None, description="one member per seed (shorthand for `members`)")
-    members: list[MemberConfig] | None = None
+    members: list[MemberConfig] | None = Field(
+        None, description="the ensemble's members, each a seed and optionally its own member-level settings; "
+        "default: one member per entry of `seeds` (seed 0 when neither is given)")
     task: TaskConfig = Field(default_factory=lambda: TASKS.get("modular")())  # type: ignore[valid-type]
     tasks: list[TaskConfig] | None = Field(  # type: ignore[valid-type]
         None, description="multi-task recipes (joint, continual): the tasks, in order")
