@@ -23,7 +23,7 @@ summary is that shared stop, and ``weak_steps_to_threshold`` each member's own c
 on the member's split) in the one weak ensemble, and member k's ``A`` comes from the candidate with the highest final
 training accuracy; selection uses no held-out data, and all n candidates' cost is in the weak wall-clock. The small
 weak model cannot memorise, so its training accuracy tracks its test accuracy, and its outcome is bimodal across
-seeds (docs/TRANSFER.md): best-of-n removes most of the seeds whose weak model stalls.
+seeds (docs/studies/transfer.md): best-of-n removes most of the seeds whose weak model stalls.
 """
 
 from __future__ import annotations
