@@ -1,0 +1,14 @@
+"""The generators of the documentation site's generated pages (``python docs/generate.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pages(root: Path) -> dict[Path, str]:
+    """Every generated page: its path (under ``root``, the repository) and its text."""
+    from docsgen import cliref, configref, results
+
+    return {root / "docs" / "reference" / "config.md": configref.render(),
+            root / "docs" / "reference" / "cli.md": cliref.render(),
+            **results.pages(root)}
