@@ -7,8 +7,9 @@ from pathlib import Path
 
 def pages(root: Path) -> dict[Path, str]:
     """Every generated page: its path (under ``root``, the repository) and its text."""
-    from docsgen import cliref, configref, results
+    from docsgen import benchmarks, cliref, configref, results
 
     return {root / "docs" / "reference" / "config.md": configref.render(),
             root / "docs" / "reference" / "cli.md": cliref.render(),
+            root / "docs" / "benchmarks.md": benchmarks.render(root),
             **results.pages(root)}
