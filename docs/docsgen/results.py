@@ -338,7 +338,7 @@ def reproduction(docs: Path, root: Path) -> str:
                source("repro/studies.csv"), _figure("repro/studies.png", studies["title"]),
                "## The field's reference results {#references}",
                "Each published number beside ours, with a verdict (`grokkit repro NAME`, at the references' own "
-               "settings)."]
+               "settings). Reading: [the reference results write-up](../studies/references.md)."]
     for name in ("nanda2023", "grokfast", "groktransfer", "prieto", "stablemax_claim"):
         spec = _figure_spec(root, name)
         summary = pd.read_csv(docs / "repro" / f"{name}_summary.csv")
