@@ -127,7 +127,11 @@ def test_every_page_of_the_site_is_in_its_navigation() -> None:
     generated tables aside)."""
     import yaml
 
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "#"))["nav"]
+    class Loader(yaml.SafeLoader):  # mkdocs.yml's own tags (!relative ...) read as plain values
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)["nav"]  # noqa: S506
 
     def files(node: object) -> list[str]:
         if isinstance(node, str):
