@@ -5,8 +5,9 @@
 
 The pages: ``docs/reference/config.md`` (the config reference, from the config models: :mod:`docsgen.configref`),
 the results pages ``docs/results/*.md`` (from the committed CSV/JSON: :mod:`docsgen.results`) and
-``docs/benchmarks.md`` (from ``docs/bench_*.json``: :mod:`docsgen.benchmarks`). ``tests/test_docs_site.py`` runs the
-check.
+``docs/benchmarks.md`` (from ``docs/bench_*.json``: :mod:`docsgen.benchmarks`), the generated blocks of
+``README.md`` and its figure ``docs/headline/headline.png`` (:mod:`docsgen.readme`). ``tests/test_docs_site.py`` runs
+the check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(DOCS))
 if (ROOT / "src" / "grokkit").is_dir():
     sys.path.insert(1, str(ROOT / "src"))
 
-from docsgen import pages  # noqa: E402
+from docsgen import pages, readme  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+    figure = ROOT / "docs" / readme.FIGURE
+    if not args.check:
+        readme.figure(ROOT)  # a PNG: redrawn every time, not compared byte for byte (renderers differ)
+    elif not figure.exists():
+        stale.append(figure.relative_to(ROOT))
     verb = "out of date" if args.check else "written"
     for p in stale:
         print(f"{verb}: {p}")

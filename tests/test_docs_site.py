@@ -150,6 +150,26 @@ def test_every_page_of_the_site_is_in_its_navigation() -> None:
     assert pages_here <= listed, sorted(pages_here - listed)
 
 
+def test_readme_is_short_and_starts_with_a_first_run() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, len(lines)
+    assert any("grokkit run configs/smoke.yaml" in line for line in lines[:30]), "the 30-second first run"
+    assert any("bash run.sh demo" in line for line in lines[:30]) and any("bash run.sh test" in line
+                                                                           for line in lines[:30])
+
+
+def test_readme_figure_is_readable_at_githubs_width() -> None:
+    """GitHub shows a README at most ~880 px wide: a figure drawn at that width keeps its 11-pt text at its size."""
+    from matplotlib.image import imread
+
+    text = (ROOT / "README.md").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert figures, "the README shows the headline figure"
+    for figure in figures:
+        height, width = imread(ROOT / figure).shape[:2]
+        assert 700 <= width <= 1000 and height <= width, (figure, width, height)
+
+
 EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
 
 
