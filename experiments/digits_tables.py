@@ -1,4 +1,4 @@
-"""The tables and the figure of docs/DIGITS.md from a finished digits sweep (configs/sweeps/digits.yaml).
+"""The tables and the figure of docs/studies/digits.md from a finished digits sweep (configs/sweeps/digits.yaml).
 
     python experiments/digits_tables.py runs/digits docs/digits
 

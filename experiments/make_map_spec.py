@@ -9,7 +9,7 @@ from pathlib import Path
 
 OPS = ["add", "sub", "mul", "div", "quad"]
 # the student's training fraction, below every operation's from-scratch critical fraction on mod 59 at this budget
-# (docs/MAP.md, from configs/map/critical_ops.yaml); the mod-107 students (the paper's pair) at the paper's 20%
+# (docs/studies/map.md, from configs/map/critical_ops.yaml); the mod-107 students (the paper's pair) at the paper's 20%
 FRACTION = 0.2
 PAPER_FRACTION = 0.2
 # teacher modulus -> (column label, teacher training fraction for add and mul)
@@ -37,7 +37,8 @@ def spec(name: str, pairs_of: dict[str, list[int]], paper_ops: list[str], about:
         "# distilled from a teacher grokked on the same operation mod P1, against the same student from scratch,",
         "# 3 seeds; and a teacher of another operation as a control of what shared structure means.",
         *about,
-        "# Written by experiments/make_map_spec.py. Settings (not re-tuned per cell, see docs/MAP.md): one-layer",
+        "# Written by experiments/make_map_spec.py. Settings (not re-tuned per cell, see docs/studies/map.md): "
+        "one-layer",
         "# transformer d_model 64, AdamW lr 0.01 wd 1, 2,000 full-batch steps; distillation at the operator",
         "# position, alpha 0.99, T 32, alpha annealed to 0 over steps 600-1,000 (tuned on add 61 -> 59); students at",
         f"# {FRACTION:.0%} of their pairs. Teachers: 40% of their pairs (sub, div: 60%, quad: 80%; mod 31: 60%;",

@@ -9,7 +9,7 @@ sub's for add); and, as an intervention, from the same-operation teacher with it
 answers (``distill.permute_answers``), which keeps the shape of its distributions and makes its answers wrong. Every
 teacher condition has two independently trained teachers (seeds 0 and 1), all trained alike: 60% of the pairs of mod 61
 (2,233 pairs), stopped once generalised and held for the hold window (at most 6,000 steps). Quad is left out: its
-teachers did not generalise at 80% in 6,000 steps at this size (docs/MAP.md), so it cannot be matched."""
+teachers did not generalise at 80% in 6,000 steps at this size (docs/studies/map.md), so it cannot be matched."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def test_demo_pipeline_writes_table_and_figure(tmp_path):
     assert pd.read_csv(tmp_path / "headline.csv").shape[0] == 4
     summary = pd.read_csv(tmp_path / "headline_summary.csv")
     assert list(summary.group) == ["distilled", "scratch"] and (summary.n == 2).all()
-    from grokkit.tables import check_table, load_data, parse_markdown_tables, parse_marker
+    from tablecheck import check_table, load_data, parse_markdown_tables, parse_marker
 
     for t in parse_markdown_tables((tmp_path / "headline.md").read_text()):  # each table agrees with its CSV
         marker = parse_marker(t.marker)

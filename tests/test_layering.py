@@ -144,7 +144,7 @@ def test_the_source_check_sees_function_level_and_relative_imports(tmp_path):
     assert {"grokkit.api", "grokkit.sweep", "grokkit.cli"} <= names
 
 
-#: the layers of the package, lowest first (docs/ARCHITECTURE.md): a module imports only from its own layer or the
+#: the layers of the package, lowest first (docs/architecture.md): a module imports only from its own layer or the
 #: layers below it, at import time and inside functions alike
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("registry", "schema", "io", "runtime", "tables", "errors", "yamlio", "summary")),

@@ -13,8 +13,8 @@ from grokkit.analysis.map import answers_shared, map_markdown, map_table
 from grokkit.cli import app
 from grokkit.sweep import SweepError, expand, load_sweep, parse_sweep, read_table, run_sweep
 from grokkit.sweep.spec import MapSpec
-from grokkit.tables import parse_markdown_tables
 from helpers import tiny_config
+from tablecheck import parse_markdown_tables
 
 VOCAB = {"n_numbers": 19, "moduli": [13, 17, 19]}
 TRAINING = {"steps": 40, "eval_every": 20, "checkpoint_every": 0, "progress": False}

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from grokkit.sweep.spec import expand, parse_sweep
-from grokkit.tables import check_table, load_data, parse_markdown_tables, parse_marker
 from helpers import tiny_config
+from tablecheck import check_table, load_data, parse_markdown_tables, parse_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "threshold_budget.py"

@@ -102,11 +102,11 @@ def test_invalid_tune_specs(tmp_path):
 
 
 def test_the_tune_tables_agree_with_their_csvs(smoke):
-    from grokkit.tables import check_table, load_data, parse_markdown_tables, parse_marker
+    from tablecheck import check_table, load_data, parse_markdown_tables, parse_marker
 
     _, _, out, _ = smoke
     tables = parse_markdown_tables((out / "tune.md").read_text())
-    assert len(tables) == 3  # the final table and one trace per arm
+    assert len(tables) == 4  # the required runs (the teacher), the final table and one trace per arm
     for t in tables:
         marker = parse_marker(t.marker)
         assert marker.kind == "data" and not check_table(t, load_data(marker, out)), t.marker

@@ -83,7 +83,7 @@ def _member_field(name: str, setting: MemberSetting) -> tuple[Any, Any]:
 
 
 class _MemberBase(Strict):
-    seed: int
+    seed: int = Field(..., description="seed of this member's initial weights (and of its split, unless `split_seed`)")
     split_seed: int | None = Field(
         None, description="seed of this member's train/test split; default: `seed` (a task's split_seed wins)")
 
@@ -106,20 +106,28 @@ def _get_dotted(obj: Any, key: str) -> Any:
 
 class _RunConfigBase(Strict):
     recipe: str = Field("scratch", description="a registered recipe (grokkit.recipes.RECIPES)")
-    name: str = "run"
+    name: str = Field("run", description="the run's name, shown in captions and summaries")
     seeds: list[int] | None = Field(None, description="one member per seed (shorthand for `members`)")
-    members: list[MemberConfig] | None = None
-    task: TaskConfig = Field(default_factory=lambda: TASKS.get("modular")())  # type: ignore[valid-type]
+    members: list[MemberConfig] | None = Field(
+        None, description="the ensemble's members, each a seed and optionally its own member-level settings; "
+        "default: one member per entry of `seeds` (seed 0 when neither is given)")
+    task: TaskConfig = Field(  # type: ignore[valid-type]
+        default_factory=lambda: TASKS.get("modular")(), description="the task trained on (single-task recipes); "
+        "its `kind` picks one of the task kinds")
     tasks: list[TaskConfig] | None = Field(  # type: ignore[valid-type]
         None, description="multi-task recipes (joint, continual): the tasks, in order")
     eval_tasks: list[TaskConfig] | None = Field(  # type: ignore[valid-type]
         None, description="further tasks evaluated at every evaluation (test_acc@<task> columns), not trained on")
-    vocab: VocabConfig = Field(default_factory=VocabConfig)
-    model: ModelConfig = Field(default_factory=lambda: MODELS.get("transformer")())  # type: ignore[valid-type]
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig, description="the token vocabulary of the modular tasks")
+    model: ModelConfig = Field(  # type: ignore[valid-type]
+        default_factory=lambda: MODELS.get("transformer")(), description="the model every member trains; its "
+        "`kind` picks one of the model kinds")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the task loss")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimiser, shared by "
+                                       "every member (lr and weight decay may be set per member)")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="steps, evaluation, stopping, "
+                                     "checkpoints, device")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="metric streams besides metrics.csv")
 
     @field_validator("recipe")
     @classmethod
@@ -310,7 +318,8 @@ def _without_runtime(cfg: _RunConfigBase) -> dict[str, Any]:
 #: The run config: the shared fields above plus one optional field per section a recipe registered.
 RunConfig = create_model(  # type: ignore[call-overload]
     "RunConfig", __base__=_RunConfigBase, __module__=__name__,
-    **{name: (section.model | None, None) for name, section in SECTIONS.items()},
+    **{name: (section.model | None, Field(None, description="optional section of the recipes " + ", ".join(
+        r for r, recipe in RECIPES.items() if name in recipe.sections))) for name, section in SECTIONS.items()},
 )
 
 

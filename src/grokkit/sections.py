@@ -27,7 +27,8 @@ class VocabConfig(_Strict):
 
 class LossConfig(_Strict):
     kind: str = Field("cross_entropy", description="a registered task loss (grokkit.losses.TASK_LOSSES)")
-    dtype: Literal["float64", "float32"] = "float64"
+    dtype: Literal["float64", "float32"] = Field("float64", description="floating-point type the loss is computed "
+                                                 "in (recorded in summary.json)")
     restrict_to_answer_range: bool = Field(
         True, description="score only classes 0..P-1 of each example's modulus P (losses and accuracy)"
     )
@@ -50,12 +51,13 @@ class TransformConfig(BaseModel):
 
 class OptimizerConfig(_Strict):
     name: str = Field("adamw", description=f"one of {', '.join(OPTIMIZERS)}")
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(1.0, ge=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    warmup_steps: int = Field(10, ge=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate (after warm-up); a member may have its own")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="Adam/AdamW moment decay rates")
+    eps: float = Field(1e-8, gt=0, description="Adam/AdamW denominator term")
+    weight_decay: float = Field(1.0, ge=0, description="AdamW: decoupled weight decay; Adam and SGD: L2 term "
+                                "added to the gradient; a member may have its own")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    warmup_steps: int = Field(10, ge=0, description="steps over which the lr rises linearly from 0")
     transforms: list[TransformConfig] = Field(default_factory=list, description="applied in order before each step")
 
     @field_validator("name")
@@ -75,10 +77,11 @@ class OptimizerConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    steps: int = Field(10_000, ge=1)
+    steps: int = Field(10_000, ge=1, description="the step budget: optimiser steps per member")
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
-    eval_every: int = Field(100, ge=1)
-    generalization_threshold: float = Field(0.99, gt=0, le=1)
+    eval_every: int = Field(100, ge=1, description="steps between evaluations (a row of metrics.csv per member)")
+    generalization_threshold: float = Field(0.99, gt=0, le=1, description="test (or validation) accuracy at "
+                                            "which a member counts as generalised")
     early_stop: bool = Field(False, description="stop once every member has generalised and held there for the "
                              "hold window (then after `patience` evals): on validation accuracy with a validation "
                              "split, else on test")
@@ -104,12 +107,12 @@ class TrainingConfig(_Strict):
         if any(s < 0 for s in v):
             raise ValueError(f"snapshot_steps must be >= 0, got {v}")
         return sorted(set(v))
-    device: str = "cpu"
+    device: str = Field("cpu", description="torch device the run trains on")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     member_chunk: int | None = Field(
         None, ge=1, description="members per forward/backward pass; default: all on CUDA, cache-sized chunks on CPU"
     )
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar")
 
     def hold_steps(self) -> int:
         """The hold window in steps (:func:`hold_steps`)."""
@@ -134,5 +137,5 @@ class LoggingConfig(_Strict):
 
     tensorboard: bool = Field(False, description="write TensorBoard events to <run dir>/tensorboard")
     wandb: bool = Field(False, description="log to Weights & Biases")
-    wandb_project: str = "grokkit"
+    wandb_project: str = Field("grokkit", description="Weights & Biases project")
     wandb_mode: Literal["offline", "online", "disabled"] = Field("offline", description="offline: no network")

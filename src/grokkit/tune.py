@@ -63,11 +63,11 @@ class Dimension(_Spec):
     """One searched setting: a float range (``low``, ``high``, ``log``), an integer range (``int: true``) or a list
     of ``choices``."""
 
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    int: bool = False
-    choices: list[Any] | None = None
+    low: float | None = Field(None, description="lower end of the range")
+    high: float | None = Field(None, description="upper end of the range")
+    log: bool = Field(False, description="search the range on a log scale")
+    int: bool = Field(False, description="integer values only")
+    choices: list[Any] | None = Field(None, description="a list of values to choose from (instead of a range)")
 
     @model_validator(mode="after")
     def _check(self) -> Dimension:
@@ -95,9 +95,10 @@ class Dimension(_Spec):
 class Arm(_Spec):
     """A method: dotted overrides of the base config, and the settings searched for it."""
 
-    name: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    space: dict[str, Dimension] = Field(default_factory=dict)
+    name: str = Field(..., description="the arm's name (the `arm` column of the tables)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides of the base config")
+    space: dict[str, Dimension] = Field(default_factory=dict, description="the searched settings: dotted key -> "
+                                        "range or choices")
 
     @field_validator("name")
     @classmethod
@@ -120,19 +121,21 @@ class Budget(_Spec):
 class Final(_Spec):
     """The chosen setting of each arm, re-run on fresh seeds and reported on the test split."""
 
-    seeds: list[int] = Field(..., min_length=1)
+    seeds: list[int] = Field(..., min_length=1, description="fresh seeds (none of the search seeds)")
     steps: int | None = Field(None, ge=1, description="training.steps of the final runs; default: the budget's")
 
 
 class TuneSpec(_Spec):
-    name: str = "tune"
-    base: str | dict[str, Any]
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    requires: dict[str, RequiredRun] = Field(default_factory=dict)
-    arms: list[Arm] = Field(..., min_length=1)
-    budget: Budget
-    final: Final
-    sampler_seed: int = 0
+    name: str = Field("tune", description="the tune's name")
+    base: str | dict[str, Any] = Field(..., description="config file (relative to the spec) or inline mapping")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides applied to the base")
+    requires: dict[str, RequiredRun] = Field(
+        default_factory=dict, description="runs the arms depend on (a teacher), trained once; `{requires.NAME}` in an "
+        "override is its directory")
+    arms: list[Arm] = Field(..., min_length=1, description="the methods, each searched with the same budget")
+    budget: Budget = Field(..., description="the search budget of every arm")
+    final: Final = Field(..., description="the fresh-seed runs of each arm's chosen setting")
+    sampler_seed: int = Field(0, description="seed of the TPE sampler (per arm and round: offset from it)")
     n_startup_trials: int = Field(10, ge=0, description="TPE: random candidates before it models the results")
     pack: bool = Field(True, description="train a round's candidates packed into ensembles (False: one by one)")
 

@@ -235,7 +235,7 @@ class MLPConfig(ModelSpec):
     shape_class: ClassVar[type] = MLPShape
 
     kind: Literal["mlp"]
-    n_layers: int = Field(2, ge=1)
+    n_layers: int = Field(2, ge=1, description="weight matrices after the embedding, the unembedding included")
     d_embed: int = Field(128, ge=1, description="embedding width per token (ignored with input: one_hot)")
     input: Literal["embed", "one_hot"] = Field(
         "embed", description="embed: a learned W_E; one_hot: W_E fixed to the identity (Prieto et al.'s MLP)")

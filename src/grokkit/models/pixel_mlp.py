@@ -142,8 +142,8 @@ class PixelMLPConfig(ModelSpec):
     shape_class: ClassVar[type] = PixelMLPShape
 
     kind: Literal["pixel_mlp"]
-    n_layers: int = Field(3, ge=1)
-    d_mlp: int = Field(200, ge=1)
+    n_layers: int = Field(3, ge=1, description="weight matrices, the output layer included")
+    d_mlp: int = Field(200, ge=1, description="width of the hidden layers")
     levels: int = Field(17, ge=2, description="intensity levels: token v is read as (v mod levels) / (levels - 1)")
 
     @property

@@ -30,8 +30,8 @@ class ModelSpec(Strict):
     shape_class: ClassVar[type]
 
     kind: str
-    n_layers: int = Field(1, ge=1)
-    d_mlp: int = Field(512, ge=1)
+    n_layers: int = Field(1, ge=1, description="transformer blocks")
+    d_mlp: int = Field(512, ge=1, description="width of the MLP's hidden layer")
     init_scale: float = Field(
         1.0, gt=0, description="every weight matrix (W_*) of the fresh initialisation multiplied by this factor "
         "(Omnigrok's alpha; GrokTransfer A.3); biases start at 0 and LayerNorm at 1 whatever the factor")

@@ -417,11 +417,11 @@ class TransformerConfig(ModelSpec):
     shape_class: ClassVar[type] = TransformerShape
 
     kind: Literal["transformer"] = "transformer"
-    d_model: int = Field(128, ge=1)
-    n_heads: int = Field(4, ge=1)
-    d_head: int = Field(32, ge=1)
-    activation: Literal["relu", "gelu"] = "relu"
-    layer_norm: bool = False
+    d_model: int = Field(128, ge=1, description="width of the residual stream")
+    n_heads: int = Field(4, ge=1, description="attention heads per block")
+    d_head: int = Field(32, ge=1, description="width of one head's queries, keys and values")
+    activation: Literal["relu", "gelu"] = Field("relu", description="the MLP's non-linearity")
+    layer_norm: bool = Field(False, description="LayerNorm before attention, the MLP and the unembedding")
 
     @property
     def embed_width(self) -> int:

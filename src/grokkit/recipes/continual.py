@@ -37,7 +37,7 @@ class ContinualConfig(Strict):
 
     init: str = Field(..., description="run directory or model file of the model grokked on tasks[0]")
     init_member: int | None = Field(None, ge=0, description="see init.member")
-    steps_per_stage: int = Field(2000, ge=1)
+    steps_per_stage: int = Field(2000, ge=1, description="training steps of each stage (each task after the first)")
     distill_inputs: Literal["current", "previous"] = Field(
         "current", description="with `distill:` — current: distil on the new task's inputs (the paper's reading); "
         "previous: distil the previous model's answers on the earlier tasks' training inputs (their labels are "

@@ -23,7 +23,7 @@ summary is that shared stop, and ``weak_steps_to_threshold`` each member's own c
 on the member's split) in the one weak ensemble, and member k's ``A`` comes from the candidate with the highest final
 training accuracy; selection uses no held-out data, and all n candidates' cost is in the weak wall-clock. The small
 weak model cannot memorise, so its training accuracy tracks its test accuracy, and its outcome is bimodal across
-seeds (docs/TRANSFER.md): best-of-n removes most of the seeds whose weak model stalls.
+seeds (docs/studies/transfer.md): best-of-n removes most of the seeds whose weak model stalls.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class TransferConfig(Strict):
     weak_candidates: int = Field(
         1, ge=1, le=64, description="weak models trained per target member (initial seeds seed, seed + 100003, ...; "
         "all on the member's split); the one with the highest final *training* accuracy gives A. 1: the paper")
-    freeze_A: bool = False
-    freeze_B: bool = False
+    freeze_A: bool = Field(False, description="keep A at the weak model's W_E (no gradient, no weight decay)")
+    freeze_B: bool = Field(False, description="keep B at its random initialisation")
     b_init_std: float | None = Field(None, gt=0, description="see embedding_init.b_init_std")
     target_recipe: Literal["scratch", "distill"] = Field(
         "scratch", description="how the target trains: from labels, or distilled from the run's `distill:` teacher "

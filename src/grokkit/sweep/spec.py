@@ -41,15 +41,15 @@ class RequiredRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     base: str | dict[str, Any] = Field(..., description="config file (relative to the sweep file) or inline mapping")
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides applied to its base")
 
 
 class Case(BaseModel):
     """A named variant (e.g. a method): dotted overrides applied on top of the base, crossed with the grid."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(..., description="the case's name: part of each trial's name, and the `case` column")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides of the base config")
     labels: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra columns of this case's rows in the results table (e.g. the "
         "operation, the modulus pair, the method a map reads); not part of the trial's name or config")
@@ -66,9 +66,9 @@ class ThresholdSpec(BaseModel):
     """Fit P(generalise) against ``x`` for each value of ``by`` when the sweep ends."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    x: str = "task.train_fraction"
-    by: str = "case"
-    n_bootstrap: int = Field(1000, ge=0)
+    x: str = Field("task.train_fraction", description="the results column P(generalise) is fitted against")
+    by: str = Field("case", description="one fit per value of this column")
+    n_bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (over seeds) for the interval")
 
 
 class MapSpec(BaseModel):
@@ -81,33 +81,36 @@ class MapSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    rows: str
-    cols: str
-    arm: str = "method"
-    treatment: str = "distill"
-    control: str = "scratch"
-    match: list[str] = Field(default_factory=lambda: ["task.op", "task.modulus", "task.train_fraction"])
-    title: str = ""
+    rows: str = Field(..., description="results column whose values are the map's rows (e.g. a case label)")
+    cols: str = Field(..., description="results column whose values are the map's columns")
+    arm: str = Field("method", description="the case label that says which arm a trial belongs to")
+    treatment: str = Field("distill", description="the arm drawn in the cells")
+    control: str = Field("scratch", description="the arm each cell is compared with")
+    match: list[str] = Field(default_factory=lambda: ["task.op", "task.modulus", "task.train_fraction"],
+                             description="columns on which a cell's control trials agree with its treatment trials")
+    title: str = Field("", description="the figure's title")
 
 
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = "sweep"
+    name: str = Field("sweep", description="the sweep's name")
     base: str | dict[str, Any] = Field(..., description="config file (relative to the sweep file) or inline mapping")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted overrides applied to the base")
-    requires: dict[str, RequiredRun] = Field(default_factory=dict)
-    cases: list[Case] = Field(default_factory=list)
+    requires: dict[str, RequiredRun] = Field(default_factory=dict, description="runs the trials depend on (a "
+                                             "teacher), by name; `{requires.NAME}` in an override is its directory")
+    cases: list[Case] = Field(default_factory=list, description="named variants (e.g. methods), crossed with "
+                              "the grid")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="cartesian product over dotted keys")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="lists of equal length, varied together")
-    seeds: list[int] | None = None
-    n_seeds: int | None = Field(None, ge=1)
+    seeds: list[int] | None = Field(None, description="seeds of every setting (one trial each)")
+    n_seeds: int | None = Field(None, ge=1, description="seeds 0..n_seeds-1 (default: seed 0)")
     pack: bool = Field(True, description="pack trials whose shapes agree into one ensemble")
     max_pack: int = Field(256, ge=1, description="most trials in one packed ensemble")
     max_padding: float | None = Field(
         None, ge=0, le=1, description="largest share of padded training rows in an ensemble whose members have "
         "different train fractions; default 0.25 on CPU, no limit on GPU")
-    threshold: ThresholdSpec | None = None
-    map: MapSpec | None = None
+    threshold: ThresholdSpec | None = Field(None, description="fit the critical threshold when the sweep ends")
+    map: MapSpec | None = Field(None, description="draw a heat map of a treatment against its control")
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:

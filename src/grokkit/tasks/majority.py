@@ -1,6 +1,6 @@
 """``kind: majority``: the majority bit of ``n_bits`` random bits (``n_bits`` odd, so there are no ties). A dense
 function of every input bit, where sparse parity depends on ``k`` of them: the easy end of the bit tasks, and the
-worked example of adding a task kind (this file and its test are all it took; see docs/ARCHITECTURE.md)."""
+worked example of adding a task kind (this file and its test are all it took; see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -133,9 +133,10 @@ class ModularTaskConfig(TaskSpec):
     member_fraction: ClassVar[bool] = True
 
     kind: Literal["modular"] = "modular"
-    op: str = "add"
-    modulus: int = Field(113, ge=2)
-    train_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    op: str = Field("add", description="a registered operation (grokkit.OPS)")
+    modulus: int = Field(113, ge=2, description="P: answers are taken mod P; the pairs are 0..P-1 x 0..P-1")
+    train_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="fraction of all pairs trained on (the rest "
+                                  "are the test set); a member may have its own")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of all pairs held out for validation, "
                                 "drawn from the pairs not trained on (disjoint from the test pairs)")
 

@@ -1,0 +1,94 @@
+"""The README's numbers and its figure, generated from the committed headline data.
+
+``README.md`` is written by hand except its generated blocks, each between ``<!-- generated:NAME -->`` and
+``<!-- /generated:NAME -->``: ``intro`` (the first sentence, with the headline's numbers) and ``headline`` (the
+headline table). :func:`render` returns the README with every block re-made; :func:`figure` draws
+``docs/headline/headline.png`` (test accuracy against step at the paper's budget, each arm at its tuned setting).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from docsgen.results import arms, arms_columns, table
+
+DEMO = "headline/demo5_2026-12-02_after_bccdace.csv"
+TUNED_30K = "headline/30k_tuned"
+FIGURE = "headline/headline.png"
+
+
+def _median(row: pd.Series) -> str:
+    return f"{row.km_median:,.0f}"
+
+
+def blocks(docs: Path) -> dict[str, str]:
+    demo = pd.read_csv(docs / DEMO)
+    budget = float(demo["steps"].max())
+    d = arms(demo, "group", budget, control="scratch").set_index("group")
+    long = pd.read_csv(docs / TUNED_30K / "trials.csv")
+    t = arms(long, "case", 30000.0, control="scratch_tuned").set_index("case")
+    kd, scratch, kd_long, scratch_long = d.loc["distilled"], d.loc["scratch"], t.loc["distill_tuned"], \
+        t.loc["scratch_tuned"]
+    intro = (
+        "grokkit is a toolkit for studying and *inducing* grokking in small models: ensembles of small transformers "
+        "trained in one batched computation, and knowledge distillation across distributions. In its headline "
+        "experiment a teacher grokked on (a + b) mod 113 makes students on (a + b) mod 107 generalise for good from "
+        f"20% of the pairs on {kd.generalized}/{kd.n} seeds (median step {_median(kd)}), where the same students "
+        f"trained from scratch generalise on {scratch.generalized}/{scratch.n} within the same {budget:,.0f} steps; "
+        f"at the paper's 30,000-step budget, with each arm at its tuned setting, scratch does grok — on "
+        f"{scratch_long.generalized}/{scratch_long.n} seeds, at a median of {_median(scratch_long)} steps, against "
+        f"{_median(kd_long)} distilled — so there distillation accelerates grokking rather than enabling it "
+        "(*When Data Falls Short: Grokking Below the Critical Threshold*, arXiv 2511.04760).")
+    headline = "\n".join([
+        table(arms(demo, "group", budget, control="scratch"), arms_columns("group", "students (mod 107, 20%)")),
+        "",
+        f"<sub>`bash run.sh demo`, {int(kd.n)} seeds per arm, {budget:,.0f} steps; data: "
+        f"[`docs/{DEMO}`](docs/{DEMO}); more: [Results](docs/results/headline.md).</sub>",
+    ])
+    return {"intro": intro, "headline": headline}
+
+
+def render(root: Path) -> str:
+    text = (root / "README.md").read_text()
+    for name, body in blocks(root / "docs").items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- /generated:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README.md has no generated block {name!r}")
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def figure(root: Path) -> Path:
+    """Draw the README's figure: 880 px wide, so GitHub's ~880 px column shows it at its own size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    docs = root / "docs"
+    curves = pd.read_csv(docs / TUNED_30K / "curves.csv")
+    labels = {"distill_tuned": ("distilled from the mod-113 teacher", "tab:blue"),
+              "scratch_tuned": ("from scratch", "tab:orange")}
+    with plt.rc_context({"font.size": 11}):
+        fig, ax = plt.subplots(figsize=(8.8, 3.4), dpi=100)
+        for case, (label, color) in labels.items():
+            for i, (_, seed) in enumerate(curves[curves.case == case].groupby("seed")):
+                ax.plot(seed.step, seed.test_acc, color=color, lw=1.6, alpha=0.85, label=label if i == 0 else None)
+        ax.set_xlim(0, 30000)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("(a + b) mod 107 on 20% of the pairs, each arm at its tuned setting (one line per seed)",
+                     fontsize=11)
+        ax.legend(loc="center right", frameon=False)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = docs / FIGURE
+        fig.savefig(out, metadata={"Software": None})
+        plt.close(fig)
+    return out
