@@ -165,7 +165,40 @@ def critical_threshold(docs: Path) -> str:
                         ("final test accuracy, mean ± sd",
                          lambda r: f"{acc(r.test_acc)} ± {acc(r.test_acc_sd)}")]),
         source("critical_threshold/summary.csv"),
+        *threshold_budget(docs),
     )
+
+
+def threshold_budget(docs: Path) -> list[str]:
+    """The threshold against the step budget (``docs/threshold_budget``): the fit per arm and budget, then the
+    Kaplan-Meier table per fraction."""
+    fits = pd.read_csv(docs / "threshold_budget" / "thresholds.csv")
+    per = pd.read_csv(docs / "threshold_budget" / "threshold_budget.csv")
+    missing = pd.read_csv(docs / "threshold_budget" / "missing.csv")
+    note = ("" if missing.empty else
+            f" Not yet run: {len(missing.drop_duplicates('trial'))} trial(s) "
+            f"({', '.join(sorted(missing.trial.str.replace('__seed=.*', '', regex=True).unique()))}); "
+            "the fits use the trials that are there.")
+    return [
+        "## Against the step budget",
+        "`python experiments/threshold_budget.py runs/threshold_budget --out docs/threshold_budget` after "
+        "`grokkit sweep configs/studies/threshold_budget.yaml --out runs/threshold_budget`: the same students "
+        "trained to 20,000 steps without early stop, 5 seeds per arm and fraction; each trial's outcome at a budget "
+        "B is read off its curve cut at B (generalised for good and held for the last 10% of B, else censored at "
+        "B)." + note,
+        table(fits, [("method", col("case")), ("budget (steps)", col("budget", lambda v: f"{int(v):,}")),
+                     ("trials", col("n_trials", count)), ("generalised", col("n_generalized", count)),
+                     ("fraction at P = 0.5 [95% CI]", col("summary"))]),
+        source("threshold_budget/thresholds.csv"),
+        _figure("threshold_budget/threshold_budget.png", "The critical fraction against the step budget"),
+        "### Per fraction and budget",
+        table(per, [("method", col("case")), ("budget", col("budget", lambda v: f"{int(v):,}")),
+                    ("fraction", col("task.train_fraction", lambda v: acc(v, 2))),
+                    ("generalised", lambda r: f"{int(r.generalized)}/{int(r.n)}"),
+                    ("median lasting step [95% CI]", col("km_median_text")),
+                    ("log-rank p vs scratch", col("logrank_p", lambda v: text(v) if _missing(v) else f"{float(v):.2g}"))]),
+        source("threshold_budget/threshold_budget.csv"),
+    ]
 
 
 def _compare_table(frame: pd.DataFrame) -> str:
