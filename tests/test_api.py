@@ -157,3 +157,15 @@ def test_docstrings_a_notebook_user_reads():
         doc = getattr(grokkit, name).__doc__
         assert doc and len(doc) > 200, name
     assert "Example" in grokkit.run.__doc__ and "out" in grokkit.run.__doc__
+
+
+def test_public_functions_keep_their_names_when_their_modules_are_imported():
+    import grokkit.compare  # noqa: F401
+    import grokkit.report  # noqa: F401
+    import grokkit.sweep.runner  # noqa: F401
+    import grokkit.tune  # noqa: F401
+    from grokkit.sweep import run_sweep
+
+    for name in ("sweep", "tune", "report", "compare", "repro", "demo"):
+        assert callable(getattr(grokkit, name)) and getattr(grokkit, name).__module__ == "grokkit.interface", name
+    assert run_sweep.__module__ == "grokkit.sweep.runner"

@@ -18,6 +18,8 @@ quick.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
@@ -119,6 +121,25 @@ if TYPE_CHECKING:
     from grokkit.rundir import RunError
     from grokkit.summary import MemberResult, Summary, TeacherRecord
     from grokkit.tasks import OPS, TASKS
+
+
+#: public functions named like a submodule (``grokkit.sweep`` the function, ``grokkit/sweep/`` the package that
+#: implements it): the function keeps the name; the module is reached by importing from it
+#: (``from grokkit.sweep import run_sweep``), never as an attribute
+_SHADOWED = frozenset({"sweep", "tune", "report", "compare", "repro", "demo"})
+
+
+class _Package(types.ModuleType):
+    """The package module: importing a submodule that shares a public function's name does not replace the
+    function (Python sets the submodule as an attribute of its package after importing it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -45,6 +45,7 @@ from grokkit.errors import InputError
 from grokkit.io import atomic_write, atomic_write_text
 from grokkit.rundir import RunDir
 from grokkit.sweep.spec import RequiredRun, SweepError, _apply, _load_mapping, _substitute, parse_sweep, trial_id
+from grokkit.sweep.store import log_required_runs, required_runs_table
 from grokkit.tables import markdown_table
 
 LOCK_FILE = ".tune.lock"
@@ -407,6 +408,7 @@ def run_tune(spec: TuneSpec, root: Path, out: str | Path, executor: str = "local
             refs = train_required(sweep_like, root, out, log)
         except SweepError as err:
             raise TuneError(str(err)) from None
+        log_required_runs(out, log)
         run_kwargs = {"executor": executor, "workers": workers, "address": address}
         traces, finals, chosen = [], [], {}
         for arm in spec.arms:
@@ -436,8 +438,13 @@ def write_tables(spec: TuneSpec, out: str | Path) -> pd.DataFrame:
         raise TuneError(f"--out {out} holds no {', '.join(missing)}: run the tune first")
     trace, final = pd.read_csv(out / "trace.csv"), pd.read_csv(out / "final.csv")
     table = summary_table(final, json.loads((out / "chosen.json").read_text()))
+    teachers = required_runs_table(out)
+    if len(teachers):
+        atomic_write(out / "teachers.csv", lambda p: teachers.to_csv(p, index=False))
+    elif (out / "teachers.csv").exists():
+        teachers = pd.read_csv(out / "teachers.csv")
     atomic_write(out / "summary.csv", lambda p: table.to_csv(p, index=False))
-    atomic_write_text(out / "tune.md", _markdown(spec, trace, table))
+    atomic_write_text(out / "tune.md", _markdown(spec, trace, table, teachers))
     return table
 
 
@@ -464,7 +471,7 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _markdown(spec: TuneSpec, trace: pd.DataFrame, table: pd.DataFrame) -> str:
+def _markdown(spec: TuneSpec, trace: pd.DataFrame, table: pd.DataFrame, teachers: pd.DataFrame | None = None) -> str:
     b = spec.budget
     lines = [f"# {spec.name}", "",
              f"Budget per arm (the same for every arm): {b.candidates} candidates "
@@ -472,7 +479,13 @@ def _markdown(spec: TuneSpec, trace: pd.DataFrame, table: pd.DataFrame) -> str:
              f"{b.steps or 'the base config'} steps; selection on the validation split only (score: lasting "
              f"validation generalisation as a fraction of the budget, else 1 + log(1 + val loss); mean over seeds). "
              f"Final runs: fresh seeds {spec.final.seeds}, test split.", "",
-             "<!-- data: ./summary.csv -->", markdown_table(table), "", "## Search trace", ""]
+             "<!-- data: ./summary.csv -->", markdown_table(table), ""]
+    if teachers is not None and len(teachers):
+        lines += ["## Required runs (e.g. teachers)", "",
+                  "Each run the arms start from, trained once before them: its own final test accuracy and the step "
+                  "from which it generalised for good (empty: it did not).", "",
+                  "<!-- data: ./teachers.csv -->", markdown_table(teachers), ""]
+    lines += ["## Search trace", ""]
     for arm, g in trace.groupby("arm", sort=False):
         shown = g.drop(columns=["arm"]).dropna(axis=1, how="all").round(6)
         lines += [f"### {arm}", "", f"<!-- data: ./trace.csv; where: arm={arm} -->", markdown_table(shown), ""]

@@ -49,6 +49,7 @@ from grokkit.config import MEMBER_SETTINGS, MemberConfig, RunConfig, parse_confi
 from grokkit.resources import LIMIT_ENV, ResourceError, check_memory, fits, memory_limit, parse_size
 from grokkit.rundir import RunDir, curve_title, train_fraction
 from grokkit.sweep.spec import SweepError, SweepSpec, Trial, expand, required_configs
+from grokkit.sweep.store import log_required_runs
 
 LOCK_FILE = ".sweep.lock"
 #: in a trial's directory instead of a summary when its group failed
@@ -530,6 +531,7 @@ def run_sweep(spec: SweepSpec, root: Path, out: str | Path, executor: str = "loc
     with _Lock(out):
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         required_dirs = train_required(spec, root, out, log)
+        log_required_runs(out, log)
         trials = expand(spec, root, required_dirs)
         pending = [t for t in trials if not trial_done(out, t)]
         for t in pending:

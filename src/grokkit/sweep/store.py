@@ -245,3 +245,29 @@ def current_table(sweep_dir: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
         raise SweepError(f"{sweep_dir}/sweep.yaml: {err} (a base config given as a relative path is resolved "
                          "against the sweep directory)") from None
     return spec, build_table(sweep_dir, trials, spec)
+
+
+def required_runs_table(out: str | Path) -> pd.DataFrame:
+    """One row per run a tune (or sweep) trained before its trials (``DIR/requires/*``, e.g. a distillation
+    teacher): its task, training fraction, steps, final test accuracy and the step from which it generalised for good
+    (held for its hold window; empty: it did not)."""
+    rows = []
+    for d in sorted(Path(out, "requires").glob("*")):
+        path = d / "summary.json"
+        if not path.is_file():
+            continue
+        s = json.loads(path.read_text())
+        for m in s.get("members", []):
+            rows.append({"run": d.name, "task": s.get("task"), "train_fraction": s.get("train_fraction"),
+                         "seed": m.get("seed"), "steps": s.get("steps"), "final_test_acc": m.get("final_test_acc"),
+                         "steps_to_generalize_lasting": m.get("steps_to_generalize_lasting")})
+    return pd.DataFrame(rows)
+
+
+def log_required_runs(out: str | Path, log: Any) -> None:
+    """Say how each required run (e.g. a teacher) did, with a warning for one that never generalised for good."""
+    for r in required_runs_table(out).to_dict("records"):
+        held = r["steps_to_generalize_lasting"]
+        log(f"required run {r['run']} (seed {r['seed']}): final test accuracy {r['final_test_acc']:.4f}, "
+            + (f"generalised for good from step {held:.0f}" if held is not None and held == held else
+               "warning: it never generalised for good (a teacher that never generalised teaches anyway)"))
