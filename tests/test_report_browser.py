@@ -79,7 +79,7 @@ def test_the_columns_of_every_table_kind_are_explained():
                 "acc_on_student_test@operator"} | (set(TeacherRecord.model_fields) - {"source", "acc_on_student_test"})
     columns |= {"n_trials", "n_generalized", "summary", "slope", "method"}
     columns |= {f for f in KM.__dataclass_fields__ if not f.startswith("median")} | {"km_median_text", "logrank_p"}
-    columns |= {"trials", "errors", "pending", "test_acc", "test_acc_sd", "wall_s", "case", "status"}
+    columns |= {"trials", "errors", "pending", "test_acc", "test_acc_sd", "wall_s", "case", "status", "trial", "error"}
     columns |= {"run", "task", "train_fraction", "seed", "steps", "final_test_acc", "steps_to_generalize_lasting"}
     columns |= {"final_test_acc@add17", "steps_to_generalize_lasting@add17", "task.train_fraction", "distill.alpha"}
     assert {c for c in columns if not explain(c)} == set()

@@ -109,6 +109,7 @@ COLUMNS: dict[str, str] = {
     "slope": "slope of the logistic fit of P(generalise) against the training fraction (steeper: a sharper "
              "threshold)",
     "status": "ok (finished), failed (NaN loss), error (raised) or pending",
+    "trial": "the trial's id: its folder under trials/ (case, axis values and seed)",
 }
 
 
