@@ -162,10 +162,11 @@ def test_docstrings_a_notebook_user_reads():
 def test_public_functions_keep_their_names_when_their_modules_are_imported():
     import grokkit.compare  # noqa: F401
     import grokkit.report  # noqa: F401
+    import grokkit.results  # noqa: F401
     import grokkit.sweep.runner  # noqa: F401
     import grokkit.tune  # noqa: F401
     from grokkit.sweep import run_sweep
 
-    for name in ("sweep", "tune", "report", "compare", "repro", "demo"):
+    for name in ("sweep", "tune", "report", "compare", "repro", "demo", "results"):
         assert callable(getattr(grokkit, name)) and getattr(grokkit, name).__module__ == "grokkit.interface", name
     assert run_sweep.__module__ == "grokkit.sweep.runner"

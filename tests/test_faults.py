@@ -522,7 +522,7 @@ def _all_error_classes() -> list[type[GrokkitError]]:
 ERROR_CLASSES = _all_error_classes()
 #: each command and a function it calls first (patched to raise)
 COMMANDS = {
-    "run": ("grokkit.cli", "load_config", ["run", "cfg.yaml", "--out", "o"]),
+    "run": ("grokkit.interface", "make_config", ["run", "cfg.yaml", "--out", "o"]),
     "demo": ("grokkit.demo", "run_demo", ["demo", "--out", "o"]),
     "sweep": ("grokkit.sweep", "load_sweep", ["sweep", "s.yaml", "--out", "o"]),
     "tune": ("grokkit.tune", "load_tune", ["tune", "t.yaml", "--out", "o"]),

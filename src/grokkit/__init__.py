@@ -126,7 +126,7 @@ if TYPE_CHECKING:
 #: public functions named like a submodule (``grokkit.sweep`` the function, ``grokkit/sweep/`` the package that
 #: implements it): the function keeps the name; the module is reached by importing from it
 #: (``from grokkit.sweep import run_sweep``), never as an attribute
-_SHADOWED = frozenset({"sweep", "tune", "report", "compare", "repro", "demo"})
+_SHADOWED = frozenset({"sweep", "tune", "report", "compare", "repro", "demo", "results"})
 
 
 class _Package(types.ModuleType):

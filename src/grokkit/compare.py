@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from grokkit.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from grokkit.config import load_spec  # noqa: E402
 from grokkit.errors import InputError
+from grokkit.plots import readable_log_axis  # noqa: E402
 from grokkit.rundir import RunDir  # noqa: E402
 from grokkit.tables import markdown_table  # noqa: E402
 
@@ -155,6 +156,7 @@ def plot(df: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path, title: s
         ax.axhline(sub.budget.max(), color="0.6", ls=":", lw=0.8)
         ax.set_xticks(range(len(sub)), sub.method, rotation=45, ha="right", fontsize=8)
         ax.set_yscale("log")
+        readable_log_axis(ax, "y")
         ax.set_ylabel("steps to lasting generalisation (held for the hold window)")
         ax.set_title(setting, fontsize=10)
         ax.grid(alpha=0.3, axis="y")

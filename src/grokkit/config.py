@@ -16,12 +16,17 @@ value and what is allowed; the CLI turns them into exit code 2 before anything i
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, Tag, ValidationError, create_model, field_validator, model_validator
 
 import grokkit.recipes  # noqa: F401  (registers every recipe and the sections they own)
 from grokkit.errors import InputError
@@ -245,6 +250,15 @@ class _RunConfigBase(Strict):
         metric streams), so a run may resume with another thread count."""
         return _without_runtime(self) == _without_runtime(other)
 
+    def differences(self, other: _RunConfigBase) -> list[tuple[str, Any, Any]]:
+        """The settings in which ``other`` is another run than this one: (dotted key, this value, other's value),
+        in the config's order, runtime settings left out (as :meth:`same_run` does). A refusal names them, so a
+        person sees which edit made the directory another run's."""
+        mine, theirs = _flat(_without_runtime(self)), _flat(_without_runtime(other))
+        keys = list(mine) + [k for k in theirs if k not in mine]
+        missing = object()
+        return [(k, mine.get(k), theirs.get(k)) for k in keys if mine.get(k, missing) != theirs.get(k, missing)]
+
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         return yaml.safe_dump(data, sort_keys=False)
@@ -304,6 +318,28 @@ def drop_unused_sections(data: dict[str, Any]) -> dict[str, Any]:
 RUNTIME_SETTINGS: tuple[str, ...] = ("training.threads", "training.progress", "logging")
 
 
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (lists stay values: a list of seeds is one setting)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def describe_differences(differences: Sequence[tuple[str, Any, Any]], limit: int = 4) -> str:
+    """``training.steps: 60 → 40, optimizer.lr: 0.003 → 0.01 (and 2 more)``: the first ``limit`` differences of
+    :meth:`RunConfig.differences`, old value → new value."""
+    def show(value: Any) -> str:
+        text = "(unset)" if value is None else json.dumps(value) if isinstance(value, list | dict) else str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = ", ".join(f"{k}: {show(a)} → {show(b)}" for k, a, b in differences[:limit])
+    return shown + (f" (and {len(differences) - limit} more)" if len(differences) > limit else "")
+
+
 def _without_runtime(cfg: _RunConfigBase) -> dict[str, Any]:
     data = cfg.model_dump()
     for dotted in RUNTIME_SETTINGS:
@@ -327,6 +363,141 @@ def _kind_fields(registry: Any, kind: str) -> list[str]:
     return [f for f in registry.get(kind).model_fields if f != "kind"]
 
 
+#: What people write for a key, by the key grokkit calls it (looked up lower-cased, ``-`` read as ``_``): an unknown
+#: key that is one of these is answered with grokkit's name when that name is allowed where the key was written.
+SYNONYMS: dict[str, str] = {
+    "learning_rate": "lr", "learningrate": "lr", "lr_rate": "lr", "step_size": "lr",
+    "wd": "weight_decay", "weightdecay": "weight_decay", "decay": "weight_decay", "l2": "weight_decay",
+    "epochs": "steps", "num_epochs": "steps", "n_epochs": "steps", "num_steps": "steps", "n_steps": "steps",
+    "max_steps": "steps", "total_steps": "steps", "iterations": "steps", "iters": "steps", "n_iters": "steps",
+    "temp": "temperature", "tau": "temperature", "t": "temperature",
+    "seed": "seeds", "random_seed": "seeds",
+    "optimiser": "optimizer", "optim": "optimizer", "opt": "optimizer", "train": "training",
+    "batch": "batch_size", "bs": "batch_size", "warmup": "warmup_steps",
+    "mod": "modulus", "p": "modulus", "prime": "modulus", "operation": "op", "operator": "op",
+    "frac": "train_fraction", "fraction": "train_fraction", "train_frac": "train_fraction",
+    "data_fraction": "train_fraction", "training_fraction": "train_fraction",
+    "heads": "n_heads", "num_heads": "n_heads", "layers": "n_layers", "num_layers": "n_layers", "d_ff": "d_mlp",
+    "teachers": "teacher", "teacher_path": "teacher", "kd_alpha": "alpha",
+}
+
+
+def _config_classes(tp: Any) -> tuple[dict[str, type[BaseModel]], int]:
+    """The config classes a field's type holds, keyed by their union tag (their class name where untagged), and how
+    many container layers (list, dict) sit above them: each adds one part (an index or a key) to an error's loc."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        found, depth = _config_classes(args[0])
+        tag = next((m.tag for m in args[1:] if isinstance(m, Tag)), None)
+        return ({tag: next(iter(found.values()))} if tag is not None and len(found) == 1 else found), depth
+    if origin in (list, tuple, set, frozenset, dict):
+        found, depth = _config_classes(args[-1]) if args else ({}, 0)
+        return found, depth + 1
+    if origin in (Union, UnionType):
+        found, depth = {}, 0
+        for arg in args:
+            more, d = _config_classes(arg)
+            found.update(more)
+            depth = max(depth, d)
+        return found, depth
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {tp.__name__: tp}, 0
+    return {}, 0
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The config class at ``loc`` (a pydantic error location below ``root``: field names, list indices, dict keys
+    and union tags), or None where it cannot be told."""
+    options, skip = {root.__name__: root}, 0
+    for part in loc:
+        if skip:
+            skip -= 1
+            continue
+        if len(options) > 1:  # a tagged union: the loc names the tag
+            if part not in options:
+                return None
+            options = {part: options[part]}
+            continue
+        model = next(iter(options.values()))
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        options, skip = _config_classes(field.annotation)
+        if not options:
+            return None
+    return next(iter(options.values())) if len(options) == 1 else None
+
+
+def _nearest(key: str, allowed: Sequence[str]) -> str | None:
+    """The allowed key ``key`` was most likely meant to be: its usual synonym (:data:`SYNONYMS`), the same key
+    spelt with ``_`` or another case, or the closest spelling (difflib); None if nothing is close."""
+    norm = key.lower().replace("-", "_").replace(" ", "_")
+    for candidate in (SYNONYMS.get(norm), norm):
+        if candidate in allowed:
+            return candidate
+    close = difflib.get_close_matches(norm, list(allowed), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _home_of(key: str, root: type[BaseModel], here: type[BaseModel] | None) -> str | None:
+    """The section of ``root`` (other than ``here``) whose keys include ``key`` or its usual synonym: "`lr` belongs
+    in `optimizer:`" for a key written in the wrong place."""
+    norm = key.lower().replace("-", "_")
+    wanted = {norm, SYNONYMS.get(norm, norm)}
+    for name, field in root.model_fields.items():
+        classes, depth = _config_classes(field.annotation)
+        for cls in classes.values() if depth == 0 else ():  # sections, not lists (a member's `lr` is its own)
+            if cls is not here and wanted & set(cls.model_fields):
+                return f"`{(wanted & set(cls.model_fields)).pop()}` belongs in `{name}:`"
+    return None
+
+
+def _describe(value: Any) -> str:
+    """A value as an error shows it: a mapping by its keys, a long list by its length, anything else as written."""
+    if isinstance(value, dict):
+        keys = [str(k) for k in value]
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        return f"a mapping with keys {shown}" if keys else "an empty mapping"
+    text = repr(value)
+    if isinstance(value, list | tuple) and len(text) > 60:
+        return f"a list of {len(value)} items"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_UNKNOWN_VALUE = re.compile(
+    r"unknown (?P<what>[\w. ]+?) '(?P<name>[^']*)'; allowed: (?P<allowed>[\w.+-]+(, [\w.+-]+)*)")
+
+
+def _suggest_value(msg: str) -> str:
+    """"unknown optimizer 'adam_w'; allowed: adam, adamw, sgd" with the nearest allowed name added ("did you mean
+    `adamw`?"), for the checks of every section that name what is allowed."""
+    found = _UNKNOWN_VALUE.search(msg)
+    if found is None or "did you mean" in msg:
+        return msg
+    near = difflib.get_close_matches(found["name"], found["allowed"].split(", "), n=1, cutoff=0.6)
+    if not near:
+        return msg
+    return msg[:found.start("allowed") - len("allowed: ")] + f"did you mean `{near[0]}`? " + msg[
+        found.start("allowed") - len("allowed: "):]
+
+
+def _unknown_key(loc: tuple[Any, ...], root: type[BaseModel], what: str) -> tuple[str, str]:
+    """An unknown key: where it was, the key it was most likely meant to be (or the section it belongs in), and the
+    keys allowed there."""
+    key, parent = str(loc[-1]), loc[:-1]
+    model = _model_at(root, parent)
+    where = ".".join(str(p) for p in loc)
+    section = ".".join(str(p) for p in parent)
+    if model is None:
+        return where, "unknown key"
+    allowed = [name for name in model.model_fields]
+    near = _nearest(key, allowed)
+    hint = f"did you mean `{near}`?" if near else _home_of(key, root, model) if root is RunConfig else None
+    place = f"`{section}`" if section else f"the {what}'s top level"
+    text = "unknown key" + (f" at the {what}'s top level" if not section else "") + (f"; {hint}" if hint else "")
+    return where, f"{text} ({place} takes: {', '.join(allowed)})"
+
+
 def _friendly(loc: tuple[Any, ...], err_type: str, msg: str) -> tuple[str, str]:
     """Errors inside a tagged union (``task.xor.modulus``) read as the kind's: "task.kind=xor does not use modulus"."""
     parts = [str(p) for p in loc]
@@ -341,28 +512,51 @@ def _friendly(loc: tuple[Any, ...], err_type: str, msg: str) -> tuple[str, str]:
         rest = parts[i + 1:]
         label = "task" if registry is TASKS else "model"
         if rest and err_type == "extra_forbidden":
+            fields = _kind_fields(registry, p)
             others = [k for k, _ in registry.items() if k != p and rest[0] in _kind_fields(registry, k)]
-            hint = f" ({rest[0]} is for kind: {', '.join(others)})" if others else ""
-            return where, (f"{label}.kind={p} does not use {rest[0]}{hint}; its settings are "
-                           f"{', '.join(_kind_fields(registry, p))}")
+            near = None if others else _nearest(rest[0], fields)
+            hint = (f" ({rest[0]} is for kind: {', '.join(others)}); its" if others else
+                    f": did you mean `{near}`? Its" if near else "; its")
+            return (".".join([*parts[:i], *rest]), f"{label}.kind={p} does not use {rest[0]}{hint} settings are "
+                    f"{', '.join(fields)}")
         if rest and err_type == "missing":
             return where, f"{label}.kind={p} needs {rest[0]}"
         return ".".join(parts[:i] + rest), msg
     return ".".join(parts), msg
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, root: type[BaseModel] | None = None,
+                             what: str = "config") -> str:
+    """A pydantic error as a person reads it: one line per problem, naming where it is (the dotted key, or "the
+    config's top level"), what is wrong and what to write instead (the nearest valid key and the keys allowed
+    there); a value is shown as written, a mapping by its keys. ``root``: the class validated (default: the run
+    config); ``what``: what the file is ("config", "sweep")."""
+    root = root or RunConfig
     lines = [f"invalid config {source}:"]
     for e in err.errors():
-        value = e.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
-        loc, msg = _friendly(tuple(e["loc"]), e["type"], e["msg"].removeprefix("Value error, "))
+        loc_parts = tuple(e["loc"])
+        if e["type"] == "extra_forbidden" and not any(
+                str(p) in TASKS.names() or str(p) in MODELS.names() for p in loc_parts[1:]):
+            loc, msg = _unknown_key(loc_parts, root, what)
+            lines.append(f"  - {loc}: {msg}")
+            continue
+        loc, msg = _friendly(loc_parts, e["type"], _suggest_value(e["msg"].removeprefix("Value error, ")))
+        if e["type"] == "extra_forbidden":  # a key of another task or model kind: the message says what to use
+            lines.append(f"  - {loc}: {msg}")
+            continue
         if e["type"] == "union_tag_invalid":  # an unknown task or model kind
             section = str(e["loc"][-1]) if e["loc"] else ""
             registry = MODELS if section in ("model", "weak_model") else TASKS
-            loc, msg = f"{loc}.kind", (f"unknown {registry.kind} {e['ctx'].get('tag')!r}; allowed: "
-                                       f"{', '.join(registry.names())}")
-        lines.append(f"  - {loc or '(top level)'}: {msg} (got {shown})")
+            tag = e["ctx"].get("tag")
+            near = _nearest(str(tag), registry.names())
+            loc, msg = f"{loc}.kind", (f"unknown {registry.kind} {tag!r}; " + (f"did you mean `{near}`? " if near
+                                       else "") + f"allowed: {', '.join(registry.names())}")
+            lines.append(f"  - {loc}: {msg}")
+            continue
+        if not loc_parts:  # a rule over several sections: the message names them, the value is the whole file
+            lines.append(f"  - the {what}'s top level: {msg}")
+            continue
+        lines.append(f"  - {loc}: {msg} (got {_describe(e.get('input'))})")
     return "\n".join(lines)
 
 
@@ -444,7 +638,8 @@ def load_spec(path: str | Path, model: type[_M], what: str, error: type[ValueErr
     try:
         return model.model_validate(data), path.resolve().parent
     except ValidationError as e:
-        raise error(_format_validation_error(e, str(path)).replace("invalid config", f"invalid {what}")) from None
+        raise error(_format_validation_error(e, str(path), model, what).replace("invalid config", f"invalid {what}")
+                    ) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -9,9 +9,70 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from grokkit.checkpoint import atomic_write  # noqa: E402
+
+
+def compact_number(value: float, _pos: object = None) -> str:
+    """A tick label as a plain number: 0, 0.05, 3, 40, 500, 2k, 15k, 1M; powers of ten below 0.01 as 10^-k."""
+    import math
+
+    v = abs(value)
+    sign = "-" if value < 0 else ""
+    if v == 0:
+        return "0"
+    if v >= 1e6:
+        return f"{sign}{v / 1e6:g}M"
+    if v >= 1e3:
+        return f"{sign}{v / 1e3:g}k"
+    if v >= 0.01:
+        return f"{sign}{v:g}"
+    exponent = math.floor(math.log10(v) + 1e-9)
+    mantissa = v / 10 ** exponent
+    head = "" if abs(mantissa - 1) < 1e-6 else f"{mantissa:g}\\times"
+    return f"${sign}{head}10^{{{exponent}}}$"
+
+
+class _ReadableLogLocator(matplotlib.ticker.Locator):
+    """Major ticks of a log axis that never crowd: at every 1-9 x 10^k on an axis spanning about half a decade, at 1,
+    2, 3 and 5 x 10^k up to about a decade, at 1, 2 and 5 x 10^k up to three decades, at powers of ten (every other
+    one past eight decades) beyond."""
+
+    def __call__(self) -> list[float]:
+        vmin, vmax = self.axis.get_view_interval()
+        return self.tick_values(vmin, vmax)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        import math
+
+        lo, hi = sorted((vmin, vmax))
+        if hi <= 0:
+            return []
+        lo = lo if lo > 0 else hi / 1e3
+        decades = math.log10(hi / lo)
+        subs: tuple[float, ...] = (tuple(range(1, 10)) if decades <= 0.6 else (1, 2, 3, 5) if decades <= 1.3
+                                   else (1, 2, 5) if decades <= 3.3 else (1,))
+        stride = max(1, math.ceil(decades / 8))
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        ticks = [s * 10.0 ** k for k in range(first, last + 1) if (k - first) % stride == 0 for s in subs]
+        inside = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+        return inside if len(inside) >= 2 else ticks
+
+
+def readable_log_axis(ax: plt.Axes, which: str = "x") -> None:
+    """Label a log (or symlog) axis of ``ax`` with a few plain numbers (:func:`compact_number`) and no minor labels,
+    so that labels never run into each other as matplotlib's minor labels do on an axis spanning less than a decade
+    ("3×10¹4×10¹"). Call it after setting the scale."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_scale() == "log":
+        axis.set_major_locator(_ReadableLogLocator())
+        axis.set_minor_locator(LogLocator(subs="auto"))
+    axis.set_major_formatter(FuncFormatter(compact_number))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -21,6 +82,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def _accuracy_axes(ax: plt.Axes, title: str) -> None:
     ax.set_xscale("log")
+    readable_log_axis(ax, "x")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("accuracy")
@@ -32,6 +94,7 @@ def _step_axis(ax: plt.Axes, steps: pd.Series) -> None:
     """A log-like step axis that keeps step 0: symlog, linear below the first evaluation after 0."""
     positive = steps[steps > 0]
     ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+    readable_log_axis(ax, "x")
     ax.set_xlim(left=0)
     ax.set_xlabel("optimisation step")
     ax.grid(alpha=0.3)
@@ -56,6 +119,7 @@ def curves_figure(metrics: pd.DataFrame, title: str) -> plt.Figure:
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("accuracy")
     axes[1].set_yscale("log")
+    readable_log_axis(axes[1], "y")
     axes[1].set_ylabel("loss")
     if has_norm:
         axes[2].set_ylabel("L2 weight norm")
@@ -88,6 +152,7 @@ def groups_figure(groups: Mapping[str, pd.DataFrame], title: str,
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("accuracy")
     axes[1].set_yscale("log")
+    readable_log_axis(axes[1], "y")
     axes[1].set_ylabel("loss")
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
@@ -151,6 +216,7 @@ def plot_loss_decomposition(members: Sequence[Mapping], path: Path, title: str) 
         ax.bar(xs, [max(y, 1e-12) for y in ys], width=width, color=f"C{j}", label=label)
     ax.axhline(members[0]["losses"]["chance_loss"], ls="--", color="k", lw=1, label="chance (log p)")
     ax.set_yscale("log")
+    readable_log_axis(ax, "y")
     ax.set_xticks(range(len(members)), [f"member {m['member']}" for m in members])
     ax.set_ylabel("cross-entropy")
     ax.set_title(title, fontsize=10)
@@ -188,9 +254,11 @@ def plot_progress_over_time(frame: pd.DataFrame, bounds: Mapping[str, int | None
                     ax.text(max(step, 1), 0.98, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7,
                             va="top", rotation=90, color="0.3")
         ax.set_xscale("symlog", linthresh=max(1.0, float(steps[steps > 0].min()) if (steps > 0).any() else 1.0))
+        readable_log_axis(ax, "x")
         ax.set_xlim(left=0)
         if log:
             ax.set_yscale("log")
+            readable_log_axis(ax, "y")
         ax.set_xlabel("step")
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3)

@@ -4,6 +4,7 @@ component is one ``@REGISTRY.register("name")`` in the component's own file."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -11,7 +12,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named entries of one kind, in registration order. ``get`` raises a ``ValueError`` naming what is allowed."""
+    """Named entries of one kind, in registration order. ``get`` raises a ``ValueError`` naming what is allowed (and
+    the nearest name, for a misspelling)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -29,7 +31,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self._entries)}")
+            near = difflib.get_close_matches(str(name), list(self._entries), n=1, cutoff=0.6)
+            raise ValueError(f"unknown {self.kind} {name!r}; " + (f"did you mean `{near[0]}`? " if near else "")
+                             + f"allowed: {', '.join(self._entries)}")
         return self._entries[name]
 
     def names(self) -> tuple[str, ...]:

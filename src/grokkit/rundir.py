@@ -189,8 +189,9 @@ class RunDir:
                            "same command with --restart to move it aside (renamed, not deleted) and train this "
                            "config there") from None
         if not previous.same_run(cfg):
-            raise RunError(f"--out {out} holds a run with a different config; choose a new directory "
-                           "(or run the same config there to resume it)")
+            verb = "read back" if self.summary_path.exists() else "resume"
+            raise RunError(f"--out {out} holds a run with a different config ({_differ(previous, cfg)}); choose a new "
+                           f"directory, or {verb} the run it holds with `grokkit run {self.config_path} --out {out}`")
         if self.summary_path.exists():
             return "done"
         return "resume" if self.checkpoint_path.exists() else "new"
@@ -407,8 +408,8 @@ class RunDir:
             raise RunError(f"--out {out} exists and is not a directory")
         problems = self.unreadable()
         if self.config_path.exists() and CONFIG_FILE not in problems and not self.read_config().same_run(cfg):
-            raise RunError(f"--out {out} holds a run with a different config; --restart only restarts the same "
-                           "config: choose a new directory")
+            raise RunError(f"--out {out} holds a run with a different config ({_differ(self.read_config(), cfg)}); "
+                           "--restart only restarts the same config: choose a new directory")
         if not self.config_path.exists() and self._foreign_files():
             raise RunError(f"--out {out} is not empty and holds no grokkit run; choose a new directory")
         if self.has_summary() and not problems:
@@ -417,6 +418,13 @@ class RunDir:
         names += [n for n in (CHECKPOINT_FILE, SUMMARY_FILE, METRICS_FILE, MODEL_FILE, CURVES_FILE, SNAPSHOT_DIR)
                   if (out / n).exists()]
         return [(out / n, self.move_aside(n, "corrupt" if n in problems else "restart")) for n in names]
+
+
+def _differ(old: RunConfig, new: RunConfig) -> str:
+    """The keys in which ``new`` differs from the run a directory holds, old → new (the first few)."""
+    from grokkit.config import describe_differences
+
+    return "it differs in " + describe_differences(old.differences(new))
 
 
 def run_lock(out: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:

@@ -161,7 +161,8 @@ def parse_tune(data: Any, source: str = "<dict>") -> TuneSpec:
     try:
         return TuneSpec.model_validate(data)
     except ValidationError as err:
-        raise TuneError(_format_validation_error(err, source).replace("invalid config", "invalid tune spec")) from None
+        raise TuneError(_format_validation_error(err, source, TuneSpec, "tune spec").replace(
+            "invalid config", "invalid tune spec")) from None
 
 
 def load_tune(path: str | Path) -> tuple[TuneSpec, Path]:

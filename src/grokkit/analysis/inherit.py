@@ -126,6 +126,7 @@ def plot_inheritance(frame: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     from grokkit.checkpoint import atomic_write
+    from grokkit.plots import readable_log_axis
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, (arm, g) in enumerate(frame.groupby("arm", sort=False)):
@@ -141,6 +142,7 @@ def plot_inheritance(frame: pd.DataFrame, path: Path, title: str) -> None:
     for ax, lab in zip(axes, ("share of the student's W_E spectrum in the teacher's key frequencies",
                               "share in its own key frequencies", "test accuracy")):
         ax.set_xscale("log")
+        readable_log_axis(ax, "x")
         ax.set_xlabel("step")
         ax.set_title(lab, fontsize=9)
         ax.set_ylim(-0.02, 1.02)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -193,10 +194,27 @@ def steps_table(table: pd.DataFrame, x: str = "task.train_fraction", by: str = "
 
 def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x: str = "task.train_fraction",
                    by: str = "case", title: str = "") -> None:
+    """:func:`threshold_figure` written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    from grokkit.checkpoint import atomic_write
+
+    fig = threshold_figure(table, thresholds, x, by, title)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def threshold_figure(table: pd.DataFrame, thresholds: pd.DataFrame, x: str = "task.train_fraction",
+                     by: str = "case", title: str = "") -> Any:
+    """P(generalise for good) against ``x`` per method with its logistic fit and the threshold's interval (left), and
+    the Kaplan-Meier median step to lasting generalisation per method and ``x``, each point sized and labelled by
+    the seeds it rests on (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from grokkit.plots import readable_log_axis
 
     df = outcomes(table)
     outcome, _ = outcome_columns(df)
@@ -209,8 +227,14 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
         per_x = g.groupby(x)["event"].agg(["sum", "count"]).reset_index()
         p = per_x["sum"] / per_x["count"]
         ci = np.array([wilson(int(k), int(n)) for k, n in zip(per_x["sum"], per_x["count"])])
+        counts = per_x["count"].astype(int)
+        same = counts.nunique() == 1
         ax_p.errorbar(per_x[x], p, yerr=[p - ci[:, 0], ci[:, 1] - p], fmt="o", color=color, capsize=3,
-                      label=f"{method} (n={int(per_x['count'].iloc[0])}/point)")
+                      label=f"{method} (n={counts.iloc[0]}/point)" if same else f"{method} (n per point)")
+        if not same:  # points resting on different numbers of trials say how many each
+            for xv, pv, n in zip(per_x[x], p, counts):
+                ax_p.annotate(f"n={n}", (xv, pv), textcoords="offset points", xytext=(5, -10), fontsize=7,
+                              color=color)
         fit = fit_logistic(g[x].to_numpy(float), g["event"].to_numpy(float))
         ax_p.plot(grid, fit.p(grid), "-", color=color, alpha=0.8)
         row = thresholds[thresholds.method == str(method)]
@@ -227,8 +251,14 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
         if len(med):  # the Kaplan-Meier median where the data give one; its CI bar up to the budget if unbounded
             top = np.where(np.isfinite(med.km_median_high), med.km_median_high, med.budget)
             low = np.where(np.isfinite(med.km_median_low), med.km_median_low, med.km_median)
-            ax_s.errorbar(med[x], med.km_median, yerr=[med.km_median - low, top - med.km_median], fmt="-o",
-                          color=color, capsize=3, label=str(method))
+            ax_s.errorbar(med[x], med.km_median, yerr=[med.km_median - low, top - med.km_median], fmt="-",
+                          color=color, capsize=3, lw=1, alpha=0.7, label=str(method))
+            # each median sized and labelled by what it rests on: the seeds that generalised of those run
+            ax_s.scatter(med[x], med.km_median, s=[18 + 14 * int(k) for k in med.generalized], color=color,
+                         edgecolors="white", linewidths=0.6, zorder=3)
+            for xv, yv, k, n in zip(med[x], med.km_median, med.generalized, med.n):
+                ax_s.annotate(f"{int(k)}/{int(n)}", (xv, yv), textcoords="offset points", xytext=(5, 4),
+                              fontsize=7, color=color)
     ax_p.set_xlabel(x)
     ax_p.set_ylabel("P(generalise within budget, and stay)" if outcome.endswith("lasting")
                     else "P(generalise within budget)")
@@ -240,18 +270,18 @@ def plot_threshold(table: pd.DataFrame, thresholds: pd.DataFrame, path: Path, x:
     ax_s.set_ylabel("steps to lasting generalisation" if outcome.endswith("lasting")
                     else "steps to generalise")
     ax_s.set_yscale("log")
+    readable_log_axis(ax_s, "y")
+    ax_s.margins(x=0.1)  # room for the k/n labels of the outermost points
     ax_s.grid(alpha=0.3)
-    ax_s.set_title("Kaplan-Meier median and 95% CI over seeds (failures censored; none where the data give no "
-                   "median); dots: trials that generalised", fontsize=8)
+    ax_s.set_title("Kaplan-Meier median and 95% CI over seeds (failures censored; none where the data give no\n"
+                   "median), sized and labelled k/n: k of n seeds generalised; small dots: trials that generalised",
+                   fontsize=8)
     if ax_s.get_legend_handles_labels()[0]:
         ax_s.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    from grokkit.checkpoint import atomic_write
-
-    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
-    plt.close(fig)
+    return fig
 
 
 def threshold_report(table: pd.DataFrame, out: str | Path, x: str = "task.train_fraction", by: str = "case",

@@ -251,7 +251,8 @@ def parse_sweep(data: Any, source: str = "<dict>") -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise SweepError(_format_validation_error(err, source).replace("invalid config", "invalid sweep")) from None
+        message = _format_validation_error(err, source, SweepSpec, "sweep")
+        raise SweepError(message.replace("invalid config", "invalid sweep")) from None
 
 
 def required_configs(spec: SweepSpec, root: Path, dirs: dict[str, str] | None = None) -> dict[str, RunConfig]:
