@@ -169,6 +169,10 @@ def critical_threshold(docs: Path) -> str:
     )
 
 
+def _p_value(v: Any) -> str:
+    return text(v) if _missing(v) else f"{float(v):.2g}"
+
+
 def threshold_budget(docs: Path) -> list[str]:
     """The threshold against the step budget (``docs/threshold_budget``): the fit per arm and budget, then the
     Kaplan-Meier table per fraction."""
@@ -196,7 +200,7 @@ def threshold_budget(docs: Path) -> list[str]:
                     ("fraction", col("task.train_fraction", lambda v: acc(v, 2))),
                     ("generalised", lambda r: f"{int(r.generalized)}/{int(r.n)}"),
                     ("median lasting step [95% CI]", col("km_median_text")),
-                    ("log-rank p vs scratch", col("logrank_p", lambda v: text(v) if _missing(v) else f"{float(v):.2g}"))]),
+                    ("log-rank p vs scratch", col("logrank_p", _p_value))]),
         source("threshold_budget/threshold_budget.csv"),
     ]
 
