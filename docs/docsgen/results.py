@@ -266,6 +266,8 @@ def map_page(docs: Path) -> str:
         "Where distillation below the critical threshold holds: students (a op b) mod 59 at 20% of their pairs, "
         "distilled from teachers on other moduli and operations, each cell against the from-scratch students it "
         "matches. Reading, settings and what was cut: [the map write-up](../studies/map.md).",
+        *matched_map(docs),
+        "## The first map (3 seeds, one teacher per cell, teachers not matched)",
         "## Step 1: each operation's critical fraction from scratch (`configs/map/critical_ops.yaml`)",
         table(critical, [("operation", col("method")), ("trials", col("n_trials", count)),
                          ("generalised", col("n_generalized", count)),
@@ -290,6 +292,46 @@ def map_page(docs: Path) -> str:
         source("inherit/inherit.csv"),
         _figure("inherit/inherit.png", "share of the spectrum in the teacher's key frequencies over training"),
     )
+
+
+def matched_map(docs: Path) -> list[str]:
+    """The map re-made with two matched teachers per condition and the permuted-answers intervention
+    (``docs/map_matched``, written by ``experiments/map_tables.py``)."""
+    cells = pd.read_csv(docs / "map_matched" / "cells.csv")
+    teachers = pd.read_csv(docs / "map_matched" / "teachers.csv")
+    unmatched = teachers[teachers.steps_to_generalize_lasting.isna()]
+    note = "" if unmatched.empty else (
+        " Not matched: " + ", ".join(unmatched.teacher) + " did not generalise for good within their budget (rows "
+        "below), so the cells that use them compare a weaker teacher.")
+    return [
+        "## The matched map: 2 teachers per condition, 5 seeds, and an intervention",
+        "`grokkit sweep configs/map/map_matched.yaml --out runs/map_matched`, then `python experiments/map_tables.py "
+        "runs/map_matched docs/map_matched`. Teachers (a op b) mod 61 on 60% of their pairs, two seeds per "
+        "operation, each stopped once it held generalisation for its hold window; students mod 59 at 20% of their "
+        "pairs, 5 seeds per teacher, 2,000 steps. *Answers permuted*: the same teacher with its outputs permuted "
+        "over the student's answers (`distill.permute_answers`), which keeps which pairs share an answer but not "
+        "the answer. The effect is the mean final test accuracy minus the from-scratch control's, with a 95% "
+        "bootstrap interval over teachers, seeds within them and the control's seeds; it is called an effect only "
+        "where the interval excludes zero. Every cell has the same number of training pairs (one student modulus), "
+        "so this map cannot tell whether the critical size is a count or a share." + note,
+        table(cells, [("student", col("op", lambda v: f"{v} mod 59")), ("teacher", col("pair")),
+                      ("training pairs", col("training_pairs", count)),
+                      ("generalised: distilled / scratch",
+                       lambda r: f"{r.generalised} / {r.control_generalised}"),
+                      ("median lasting step, distilled", col("median_text")),
+                      ("final test acc: distilled / scratch",
+                       lambda r: f"{acc(r.final_test_acc)} / {acc(r.control_final_test_acc)}"),
+                      ("effect [95% CI]", lambda r: f"{r.effect:+.3f} [{r.effect_low:+.3f}, {r.effect_high:+.3f}]"),
+                      ("an effect?", col("is_effect")), ("log-rank p", col("logrank_p", _p_value))]),
+        source("map_matched/cells.csv"),
+        "The teachers' own runs:",
+        table(teachers, [("teacher", col("teacher")), ("task", col("task")),
+                         ("training pairs", col("training_pairs", count)), ("steps", col("steps", count)),
+                         ("final test acc", col("final_test_acc", lambda v: acc(v, 4))),
+                         ("lasting from", col("steps_to_generalize_lasting", lambda v: "never" if _missing(v)
+                                              else f"{int(float(v)):,}"))]),
+        source("map_matched/teachers.csv"),
+    ]
 
 
 def digits(docs: Path) -> str:
