@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
 
+from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
 from grokkit.tables import markdown_table
 
 REFERENCE = "distill"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
 
+from grokkit.analysis.survival import format_p, km_of, logrank_p, table_outcomes
 from grokkit.tables import markdown_table
 
 N_BOOT = 2000
