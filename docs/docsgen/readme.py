@@ -15,7 +15,7 @@ import pandas as pd
 
 from docsgen.results import arms, arms_columns, table
 
-DEMO = "headline/demo5_2026-12-02_after_bccdace.csv"
+DEMO = "headline/demo5_2026-12-06_after_1819b79.csv"
 TUNED_30K = "headline/30k_tuned"
 FIGURE = "headline/headline.png"
 THRESHOLD_BUDGET = "threshold_budget/thresholds.csv"

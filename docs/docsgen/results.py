@@ -110,7 +110,7 @@ def _figure(path: str, alt: str) -> str:
 
 
 def headline(docs: Path) -> str:
-    demo_file = "headline/demo5_2026-12-02_after_bccdace.csv"
+    demo_file = "headline/demo5_2026-12-06_after_1819b79.csv"
     demo = pd.read_csv(docs / demo_file)
     demo_arms = arms(demo, "group", float(demo["steps"].max()), control="scratch")
     tune = pd.read_csv(docs / "tune_headline" / "summary.csv")
@@ -127,6 +127,7 @@ def headline(docs: Path) -> str:
                                             "median lasting step [95% CI]", "log-rank p vs scratch",
                                             "final test acc (mean ± sd)", "min-max")]),
         source("tune_headline/summary.csv"),
+        *kd_variants(docs),
     ]
     for sub, title, what, control in (
             ("30k", "At the paper's budget and learning rate", "`configs/paper/long/headline_30k.yaml`: 30,000 "
@@ -142,6 +143,29 @@ def headline(docs: Path) -> str:
                  "scratch, for students on (a + b) mod 107 below the critical training fraction. How the settings "
                  "were found, the controls, and where the demo departs from the paper: "
                  "[the headline write-up](../studies/headline.md).", *blocks)
+
+
+def kd_variants(docs: Path) -> list[str]:
+    """Three kinds of distillation in the headline's setting, each tuned alike (``docs/kd_variants``)."""
+    summary = pd.read_csv(docs / "kd_variants" / "summary.csv")
+    return [
+        "## Kinds of distillation, tuned alike (`grokkit tune configs/tune/headline_kd_variants.yaml`)",
+        "Logit distillation (forward KL at the operator position), hidden-state distillation (MSE on the residual "
+        "stream at the operator position, `distill.loss: hidden_mse`) and two teachers (two seeds of the mod-113 "
+        "teacher, `distill.combine: mean_probs`): each arm's learning rate, weight decay and temperature (α for the "
+        "hidden-state loss) searched with the same budget (8 candidates, 1,500 steps, validation split), then 5 "
+        "fresh seeds on the test split; `python experiments/kd_variants_table.py runs/tune_kd_variants "
+        "docs/kd_variants`. A Kaplan–Meier interval shown as — cannot be estimated (every seed at the same step).",
+        table(summary, [("method", col("method")), ("chosen (validation split)", col("chosen")),
+                        ("generalised (lasting)", col("generalised")),
+                        ("median lasting step [95% CI]", col("median_text")),
+                        ("log-rank p vs logit", col("logrank_p_vs_logit", _p_value)),
+                        ("final test acc, mean [min, max]",
+                         lambda r: mean_range(r.final_test_acc_mean, r.final_test_acc_min, r.final_test_acc_max)),
+                        ("candidates generalised on validation",
+                         lambda r: f"{int(r.candidates_generalised_on_validation)}/{int(r.candidates)}")]),
+        source("kd_variants/summary.csv"),
+    ]
 
 
 def critical_threshold(docs: Path) -> str:
@@ -437,7 +461,7 @@ def reproduction(docs: Path, root: Path) -> str:
 
 
 def index(docs: Path) -> str:
-    demo = pd.read_csv(docs / "headline" / "demo5_2026-12-02_after_bccdace.csv")
+    demo = pd.read_csv(docs / "headline" / "demo5_2026-12-06_after_1819b79.csv")
     pages = [("The headline", "headline.md", "distillation against scratch below the critical fraction, "
               "untuned, tuned alike, and at the paper's budget"),
              ("The critical threshold", "critical-threshold.md", "the training fraction at which students "
@@ -458,7 +482,7 @@ def index(docs: Path) -> str:
         "Students on (a + b) mod 107 at 20% of the pairs, distilled from a mod-113 teacher or trained from scratch "
         "(`bash run.sh demo`):",
         table(arms(demo, "group", float(demo["steps"].max()), control="scratch"), arms_columns("group", "arm")),
-        source("headline/demo5_2026-12-02_after_bccdace.csv"),
+        source("headline/demo5_2026-12-06_after_1819b79.csv"),
     )
 
 
