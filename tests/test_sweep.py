@@ -230,7 +230,7 @@ def test_smoke_sweep_config_runs_end_to_end(tmp_path):
     budget, and distillation's critical fraction lies below scratch's with intervals that do not overlap."""
     runner = CliRunner()
     sweep = Path(__file__).parents[1] / "src" / "grokkit" / "configs" / "sweeps" / "smoke.yaml"
-    res = runner.invoke(app, ["sweep", str(sweep), "--out", str(tmp_path / "sw")])
+    res = runner.invoke(app, ["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--workers", "2"])
     assert res.exit_code == 0, res.output
     teacher = json.loads((tmp_path / "sw" / "requires" / "teacher" / "summary.json").read_text())
     lasting = teacher["members"][0]["steps_to_generalize_lasting"]
