@@ -568,8 +568,6 @@ def test_no_command_prints_a_traceback_for_any_grokkit_error(monkeypatch, cls, c
 
 
 def test_the_top_level_handler_of_the_entry_point(monkeypatch, capsys, tmp_path):
-    import grokkit.cli as cli
-
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for cls in ERROR_CLASSES:
         err = _instance(cls)
@@ -577,7 +575,7 @@ def test_the_top_level_handler_of_the_entry_point(monkeypatch, capsys, tmp_path)
         def fail(*args: object, err: GrokkitError = err, **kwargs: object) -> None:
             raise err
 
-        monkeypatch.setattr(cli, "load_config", fail)
+        monkeypatch.setattr("grokkit.interface.make_config", fail)
         monkeypatch.setattr(sys, "argv", ["grokkit", "run", "cfg.yaml", "--out", str(tmp_path / "o")])
         with pytest.raises(SystemExit) as exit_info:
             main()
@@ -588,12 +586,10 @@ def test_the_top_level_handler_of_the_entry_point(monkeypatch, capsys, tmp_path)
 
 
 def test_an_unexpected_exception_is_one_line_and_a_crash_log(monkeypatch, capsys, tmp_path):
-    import grokkit.cli as cli
-
     def fail(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("the injected bug")
 
-    monkeypatch.setattr(cli, "load_config", fail)
+    monkeypatch.setattr("grokkit.interface.make_config", fail)
     monkeypatch.setattr(sys, "argv", ["grokkit", "run", "cfg.yaml", "--out", "o"])
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     with pytest.raises(SystemExit) as exit_info:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from grokkit.api import RUN_LOCK_FILE, RunError, run, run_lock
 from grokkit.checkpoint import CHECKPOINT_FILE, DiskFullError, atomic_write, atomic_write_text, load_checkpoint
 from grokkit.cli import app
-from grokkit.config import ConfigError, JointConfig, load_config, parse_config
+from grokkit.config import ConfigError, load_config, parse_config
 from grokkit.engine import Trainer
 from helpers import run_killed, tiny_config
 
@@ -209,17 +209,21 @@ def test_metrics_csv_is_on_disk_while_training_and_a_resumed_run_ends_with_the_s
 
 
 # ------------------------------------------------------------------------------------------------ 5. joint default
-def test_joint_distillation_defaults_to_the_final_position():
+def test_joint_distillation_teaches_the_final_position():
+    """Joint distillation with alpha = 1 learns no labels, so it must teach the answer's position: a config written
+    before the one `distill:` section (joint: {mode: distill, teachers}) still means the final position, and a
+    `distill:` section that would teach another position without labels is refused, naming the fix."""
     from grokkit.recipes import joint
 
-    assert JointConfig().position == "final"
-    assert JointConfig.model_fields["position"].description  # documented in the config
-    assert "defaults to the final position" in " ".join((joint.__doc__ or "").split())
-    cfg = parse_config(tiny_config(recipe="joint", tasks=[{"op": "add", "modulus": 17, "train_fraction": 0.5},
-                                                          {"op": "add", "modulus": 13, "train_fraction": 0.5}],
-                                   vocab={"n_numbers": 17, "moduli": [13, 17]},
-                                   joint={"mode": "distill", "teachers": ["a", "b"]}))
-    assert cfg.joint is not None and cfg.joint.position == "final"
+    assert "distill.position: final" in " ".join((joint.__doc__ or "").split())
+    base = dict(recipe="joint", tasks=[{"op": "add", "modulus": 17, "train_fraction": 0.5},
+                                       {"op": "add", "modulus": 13, "train_fraction": 0.5}],
+                vocab={"n_numbers": 17, "moduli": [13, 17]})
+    cfg = parse_config(tiny_config(**base, joint={"mode": "distill", "teachers": ["a", "b"]}))
+    assert cfg.distill is not None and cfg.distill.position == "final" and cfg.distill.alpha == 1.0
+    with pytest.raises(ConfigError, match="distill.position: final"):
+        parse_config(tiny_config(**base, joint={"mode": "distill"},
+                                 distill={"teacher": ["a", "b"], "alpha": 1.0, "position": "operator"}))
 
 
 # ------------------------------------------------------------------------------------------------ 7. first impressions

@@ -39,8 +39,8 @@ def test_file_names_and_state(tmp_path):
     assert d.read_config() == cfg and d.state(cfg) == "new"
     (d / CHECKPOINT_FILE).write_text("")
     assert d.state(cfg) == "resume"
-    d.write_summary({"steps": 3})
-    assert d.state(cfg) == "done" and d.read_summary() == {"steps": 3}
+    d.write_summary({"name": "tiny", "recipe": "scratch", "task": "add17", "members": [], "steps": 3})
+    assert d.state(cfg) == "done" and d.read_summary()["steps"] == 3 and d.read_summary_model().name == "tiny"
     with pytest.raises(RunError, match="different config"):
         d.state(parse_config(tiny_config(name="other")))
     # how a run executes is not what it computes: another thread count or progress bar resumes the same run

@@ -68,7 +68,7 @@ def test_stages_are_run_directories_and_summary_counts_both(finished):
 def test_target_starts_from_a_times_b_with_a_the_weak_embedding(finished):
     cfg, out, _ = finished
     weak, _, _ = load_model(out / "weak")
-    setup = build_setup(target_config(cfg, str(out / "weak")))
+    setup = build_setup(parse_config(target_config(cfg, str(out / "weak"))))
     embed = setup.model.embed
     torch.testing.assert_close(embed.W_E_A, weak.embed.W_E)  # member k's A is member k's weak W_E
     assert not torch.equal(weak.embed.W_E[0], weak.embed.W_E[1])
@@ -86,7 +86,7 @@ def test_freeze_keeps_the_factor_fixed(tmp_path, freeze):
                                                  "weak_steps": 10, freeze: True}))
     out = tmp_path / "f"
     run(cfg, out, progress=False, log=quiet)
-    start = build_setup(target_config(cfg, str(out / "weak"))).model.embed
+    start = build_setup(parse_config(target_config(cfg, str(out / "weak")))).model.embed
     end, _, _ = load_model(out / "target")
     frozen, trained = ("W_E_A", "W_E_B") if freeze == "freeze_A" else ("W_E_B", "W_E_A")
     assert torch.equal(getattr(end.embed, frozen), getattr(start, frozen))
@@ -119,7 +119,7 @@ def test_transfer_then_distill_composes_and_reports_the_weak_cost(tmp_path):
     tr.pop("seeds")
     tr["transfer"]["target_recipe"] = "distill"
     cfg = parse_config(tr)
-    target = target_config(cfg, str(tmp_path / "weak"))
+    target = parse_config(target_config(cfg, str(tmp_path / "weak")))
     assert target.recipe == "distill" and target.distill == cfg.distill
     assert target.member_list()[0].alpha == 0.5  # the member's own alpha reaches the distilled target
     out = tmp_path / "t"
@@ -139,14 +139,14 @@ def test_weak_optimizer_beats_member_settings_meant_for_the_target():
     cfg = parse_config(transfer_config(seeds=None, members=[{"seed": 0, "lr": 0.001, "weight_decay": 1.0},
                                                             {"seed": 1, "lr": 0.002}],
                                        optimizer={"name": "adamw", "lr": 0.001, "weight_decay": 1.0}))
-    weak = weak_config(cfg)
+    weak = parse_config(weak_config(cfg))
     assert [(m.lr, m.weight_decay) for m in weak.member_list()] == [(0.001, 1.0), (0.002, None)]
     tuned = transfer_config(seeds=None, members=[{"seed": 0, "lr": 0.001, "weight_decay": 1.0}])
     tuned["transfer"]["weak_optimizer"] = {"name": "adamw", "lr": 0.03, "weight_decay": 0.3}
-    weak = weak_config(parse_config(tuned))
+    weak = parse_config(weak_config(parse_config(tuned)))
     assert [(m.lr, m.weight_decay) for m in weak.member_list()] == [(None, None)]
     assert (weak.optimizer.lr, weak.optimizer.weight_decay) == (0.03, 0.3)
-    target = target_config(parse_config(tuned), "w")
+    target = parse_config(target_config(parse_config(tuned), "w"))
     assert (target.member_list()[0].lr, target.member_list()[0].weight_decay) == (0.001, 1.0)
 
 
@@ -208,7 +208,7 @@ def test_weak_candidates_share_the_member_split_and_the_best_by_train_accuracy_s
 
 def test_embedding_init_member_list_is_checked(tmp_path, finished):
     cfg, out, _ = finished
-    bad = target_config(cfg, str(out / "weak"), [0, 5])
+    bad = parse_config(target_config(cfg, str(out / "weak"), [0, 5]))
     with pytest.raises(ValueError, match="one per member"):
         build_setup(bad)
 
@@ -220,9 +220,9 @@ def test_a_members_init_scale_is_the_targets_not_the_weak_models():
         "kind": "mlp", "d_embed": 16, "d_mlp": 32, "n_layers": 3, "init_scale": 0.2})
     data["transfer"]["weak_model"] = {"kind": "mlp", "d_embed": 4, "d_mlp": 16, "init_scale": 0.3}
     cfg = parse_config(data)
-    weak = weak_config(cfg)
+    weak = parse_config(weak_config(cfg))
     assert [m.init_scale for m in weak.member_list()] == [None] and weak.model.init_scale == 0.3
-    target = target_config(cfg, "w")
+    target = parse_config(target_config(cfg, "w"))
     assert target.member_list()[0].init_scale == 0.1 and target.model.init_scale == 0.2
 
 
@@ -239,7 +239,7 @@ def test_packed_arms_with_one_weak_setting_share_one_weak_model(tmp_path):
     cfg = parse_config(data)
     unique, groups = weak_members(cfg)
     assert [m["seed"] for m in unique] == [0, 1] and groups == [[0], [1], [0], [1]]
-    assert [m.seed for m in weak_config(cfg).member_list()] == [0, 1]
+    assert [m.seed for m in parse_config(weak_config(cfg)).member_list()] == [0, 1]
     out = tmp_path / "shared"
     summary = run(cfg, out, progress=False, log=quiet)
     target_cfg = parse_config(yaml.safe_load((out / "target" / "config.yaml").read_text()))

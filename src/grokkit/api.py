@@ -222,7 +222,7 @@ def _write_stitched(rundir: RunDir, s: Stitched) -> dict[str, Any]:
     elif s.curves is not None:
         rundir.write_curves(*s.curves)
     rundir.write_summary(s.summary)
-    return s.summary
+    return rundir.read_summary()  # what a later load gives: the summary as its schema writes it
 
 
 def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, progress: bool | None,

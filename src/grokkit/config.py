@@ -642,7 +642,8 @@ def load_spec(path: str | Path, model: type[_M], what: str, error: type[ValueErr
                     ) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a config file holds; a clear error for an empty file or one whose top level is not a mapping."""
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"config file {path} is empty (no YAML content): a config is a mapping of settings, "
@@ -650,4 +651,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {path}: the top level must be a mapping (`key: value` lines), "
                           f"got a {type(data).__name__}")
-    return parse_config(apply_overrides(data, overrides or []), str(path))
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    return parse_config(apply_overrides(read_config_file(path), overrides or []), str(path))

@@ -82,13 +82,10 @@ def _resolve_teachers(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_data(config: Any) -> tuple[dict[str, Any], str]:
-    from grokkit.config import ConfigError, RunConfig, read_yaml
+    from grokkit.config import RunConfig, read_config_file
 
     if isinstance(config, str | Path):
-        data = read_yaml(config)
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {config} must hold a mapping of settings (e.g. configs/smoke.yaml)")
-        return data, str(config)
+        return read_config_file(config), str(config)
     if isinstance(config, RunConfig):
         return config.model_dump(mode="json"), "<RunConfig>"
     if isinstance(config, Mapping):
