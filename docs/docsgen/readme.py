@@ -1,13 +1,15 @@
 """The README's numbers and its figure, generated from the committed headline data.
 
 ``README.md`` is written by hand except its generated blocks, each between ``<!-- generated:NAME -->`` and
-``<!-- /generated:NAME -->``: ``intro`` (the first sentence, with the headline's numbers) and ``headline`` (the
-headline table). :func:`render` returns the README with every block re-made; :func:`figure` draws
+``<!-- /generated:NAME -->``: ``intro`` (the first sentences, with the headline's and the threshold-budget study's
+numbers), ``headline`` (the headline table) and ``smoke`` (the smoke sweep's measured time, from
+``docs/smoke_sweep.json``). :func:`render` returns the README with every block re-made; :func:`figure` draws
 ``docs/headline/headline.png`` (test accuracy against step at the paper's budget, each arm at its tuned setting).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +21,7 @@ DEMO = "headline/demo5_2026-12-06_after_1819b79.csv"
 TUNED_30K = "headline/30k_tuned"
 FIGURE = "headline/headline.png"
 THRESHOLD_BUDGET = "threshold_budget/thresholds.csv"
+SMOKE = "smoke_sweep.json"
 
 
 def _median(row: pd.Series) -> str:
@@ -57,7 +60,15 @@ def blocks(docs: Path) -> dict[str, str]:
         f"<sub>`bash run.sh demo`, {int(kd.n)} seeds per arm, {budget:,.0f} steps; data: "
         f"[`docs/{DEMO}`](docs/{DEMO}); more: [Results](docs/results/headline.md).</sub>",
     ])
-    return {"intro": intro, "headline": headline}
+    smoke = json.loads((docs / SMOKE).read_text())
+    minutes, seconds = divmod(round(smoke["wall_s"]), 60)
+    smoke_text = (
+        f"A sweep that shows the effect: `{smoke['command']}` trains a mod-61 teacher, then {smoke['trials']} "
+        "mod-59 students from scratch and distilled at 10–40% of their pairs, and fits each arm's critical fraction "
+        f"(`threshold.md`: distillation {smoke['threshold']['distill'].replace('95% CI ', '')}, scratch "
+        f"{smoke['threshold']['scratch'].replace('95% CI ', '')}): {minutes} min {seconds} s on a quiet 2-core machine "
+        f"({smoke['cpu_s']:.0f} s of CPU; {smoke['date']}, [`docs/{SMOKE}`](docs/{SMOKE})).")
+    return {"intro": intro, "headline": headline, "smoke": smoke_text}
 
 
 def render(root: Path) -> str:
