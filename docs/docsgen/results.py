@@ -194,7 +194,9 @@ def critical_threshold(docs: Path) -> str:
 
 
 def _p_value(v: Any) -> str:
-    return text(v) if _missing(v) else f"{float(v):.2g}"
+    from grokkit.analysis.survival import format_p
+
+    return "—" if _missing(v) else format_p(float(v))
 
 
 def threshold_budget(docs: Path) -> list[str]:

@@ -221,8 +221,7 @@ def _write_stitched(rundir: RunDir, s: Stitched) -> dict[str, Any]:
         rundir.write_figure(s.figure)
     elif s.curves is not None:
         rundir.write_curves(*s.curves)
-    rundir.write_summary(s.summary)
-    return rundir.read_summary()  # what a later load gives: the summary as its schema writes it
+    return rundir.write_summary(s.summary)  # as a later load reads it
 
 
 def _train(cfg: RunConfig, setup: Setup, rundir: RunDir | None, state: str, progress: bool | None,

@@ -279,11 +279,14 @@ class RunDir:
         """The summary as its typed model (:class:`grokkit.summary.Summary`)."""
         return Summary.model_validate(self.read_summary())
 
-    def write_summary(self, summary: dict[str, Any] | Summary) -> None:
+    def write_summary(self, summary: dict[str, Any] | Summary) -> dict[str, Any]:
         """Written last: a directory with a summary is a finished run. The file is the JSON dump of the typed
-        :class:`~grokkit.summary.Summary` (validated here, so every summary has its schema)."""
+        :class:`~grokkit.summary.Summary` (validated here, so every summary has its schema); returns what
+        :meth:`read_summary` will read from it."""
         model = summary if isinstance(summary, Summary) else Summary.model_validate(summary)
-        atomic_write_text(self.summary_path, model.to_json())
+        text = model.to_json()
+        atomic_write_text(self.summary_path, text)
+        return json.loads(text)
 
     def remove_summary(self) -> None:
         self.summary_path.unlink(missing_ok=True)
