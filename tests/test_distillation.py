@@ -300,3 +300,29 @@ def test_permuted_answers_keep_the_distribution_shape_and_break_the_answers(teac
     assert torch.allclose(b, a[..., order])
     with pytest.raises(TeacherError, match="needs one task and a divergence over logits"):
         build_setup(parse_config(_student(teachers, loss="hidden_mse", permute_answers=1)))
+
+
+def test_once_alpha_reaches_zero_steps_score_the_final_position_alone(tmp_path, teachers, monkeypatch):
+    """After the schedule has switched the divergence off, a step computes the answer's position only; the run is the
+    one that also computed the (zero-weighted) distilled position, to rounding."""
+    cfg = parse_config(_student(teachers, position="operator", alpha_decay_start=10, alpha_decay_steps=10)
+                       | {"training": {"steps": 40, "eval_every": 10, "progress": False}})
+    objective = build_setup(cfg).objective
+    assert objective.positions == [2, 3]
+    assert [objective.step_positions(s) for s in (0, 19, 20, 39)] == [[2, 3], [2, 3], [3], [3]]
+    logits = torch.randn(2, 5, 1, 17, dtype=torch.float64)
+    labels = torch.randint(0, 13, (2, 5))
+    batch = grokkit.tasks.EnsembleExamples(torch.zeros(2, 5, 4, dtype=torch.long), labels,
+                                           torch.full((2, 5), 13), torch.ones(2, 5))
+    assert torch.allclose(objective.loss(Outputs(logits), batch, slice(0, 2), 25, {}),
+                          task_loss(logits[:, :, 0], labels, "cross_entropy", 13, torch.float64))
+    switched = run(cfg, tmp_path / "switched", progress=False, log=quiet)
+    monkeypatch.setattr(grokkit.engine.Objective, "step_positions", lambda self, step: self.positions)
+    both = run(cfg, tmp_path / "both", progress=False, log=quiet)
+    for a, b in zip(switched["members"], both["members"]):
+        assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-4)
+        assert a["final_test_loss"] == pytest.approx(b["final_test_loss"], rel=1e-4)
+    # no switch where the divergence trains parameters of its own, or without a schedule
+    assert build_setup(parse_config(_student(teachers, loss="hidden_mse_proj", alpha_decay_start=10))
+                       ).objective.positions_at is None
+    assert build_setup(parse_config(_student(teachers, position="operator"))).objective.positions_at is None

@@ -18,7 +18,7 @@ from grokkit.cli import app
 from grokkit.config import load_config
 from grokkit.engine import Trainer
 from grokkit.sweep import SweepError, expand, parse_sweep, plan, read_table, run_sweep, summarize
-from grokkit.sweep.runner import LOCK_FILE, trial_done
+from grokkit.sweep.runner import LOCK_FILE, execute_local, group_cost, trial_done
 from helpers import tiny_config
 
 TEACHER = tiny_config(name="teacher", seeds=[0], task={"op": "add", "modulus": 19, "train_fraction": 0.5},
@@ -67,6 +67,42 @@ def test_expand_grid_cases_seeds_and_requires(tmp_path):
     # on CPU, by default, fractions 0.3 and 0.5 (40% padding) are not packed together
     assert sorted(len(g.trials) for g in plan(trials)) == [4, 4, 4, 4]
     assert len(plan(trials, max_padding=0.5)) == 2
+
+
+def test_the_costliest_groups_start_first(tmp_path, monkeypatch):
+    """Groups are started longest first (a long group started last leaves the other workers idle): by steps x members
+    x training rows x scored positions, distillation at another position than the answer's counting twice."""
+    spec = parse_sweep(sweep_spec(
+        requires={"teacher": {"base": TEACHER}},
+        cases=[{"name": "scratch", "overrides": {"recipe": "scratch"}},
+               {"name": "kd", "overrides": {"recipe": "distill", "distill": {"teacher": "{requires.teacher}",
+                                                                              "position": "operator"}}}],
+        grid={"task.train_fraction": [0.2, 0.5]}, seeds=[0, 1, 2]))
+    groups = plan(expand(spec, tmp_path, {"teacher": "/x/teacher"}))
+    assert len(groups) == 4
+    order = [(g.trials[0].coords["case"], g.trials[0].coords["task.train_fraction"])
+             for g in sorted(groups, key=group_cost, reverse=True)]
+    assert order == [("kd", 0.5), ("scratch", 0.5), ("kd", 0.2), ("scratch", 0.2)]
+    started: list[str] = []
+
+    class Pool:  # records the order groups are submitted in
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def __enter__(self) -> Pool:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def submit(self, fn: object, payload: tuple, *args: object) -> str:
+            started.append(payload[0])
+            return payload[0]
+
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", Pool)
+    monkeypatch.setattr("concurrent.futures.as_completed", lambda futures: [])
+    execute_local(list(reversed(groups)), tmp_path, 2, lambda g, o: None)
+    assert started == [g.id for g in sorted(groups, key=group_cost, reverse=True)]
 
 
 def test_shapes_that_differ_are_not_packed(tmp_path):

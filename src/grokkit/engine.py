@@ -64,7 +64,10 @@ class Objective:
     ``parameters``: tensors ``[K, ...]`` the loss itself trains (e.g. a projection of hidden-state distillation),
     optimised with the model's parameters by the same optimiser and checkpointed with them; not part of the model.
     ``evaluate(model, data) -> (loss [K], accuracy [K])``: what an evaluation measures on a data set (train, test,
-    validation, each watched task); None: the task loss and accuracy at ``final`` (:meth:`Trainer.task_metrics`)."""
+    validation, each watched task); None: the task loss and accuracy at ``final`` (:meth:`Trainer.task_metrics`).
+    ``positions_at(step)``: the positions a training step needs, a subset of ``positions`` in the same order (e.g.
+    only the final one once a schedule has switched the other terms off: no work for terms weighted zero); None:
+    always ``positions``. ``loss`` then receives outputs at those positions only."""
 
     positions: list[int]
     loss: ObjectiveLoss
@@ -72,6 +75,11 @@ class Objective:
     evaluate: Callable[[Any, EnsembleExamples], tuple[torch.Tensor, torch.Tensor]] | None = None
     hidden: bool = False
     parameters: dict[str, torch.Tensor] = field(default_factory=dict)
+    positions_at: Callable[[int], list[int]] | None = None
+
+    def step_positions(self, step: int) -> list[int]:
+        """The positions training step ``step`` scores (:attr:`positions_at`, or all of :attr:`positions`)."""
+        return self.positions if self.positions_at is None else self.positions_at(step)
 
 
 @dataclass(frozen=True)
@@ -252,12 +260,12 @@ class Trainer:
         sub = batch.members(members)
         model_params = {n: p for n, p in params.items() if not n.startswith(OBJECTIVE_PREFIX)}
         own = {n[len(OBJECTIVE_PREFIX):]: p for n, p in params.items() if n.startswith(OBJECTIVE_PREFIX)}
+        positions = self.objective.step_positions(self.step)
         if self.objective.hidden:
-            logits, hidden = functional_call(self.model, model_params, (sub.tokens, self.objective.positions),
-                                             {"hidden": True})
+            logits, hidden = functional_call(self.model, model_params, (sub.tokens, positions), {"hidden": True})
             out = Outputs(logits, hidden)
         else:
-            out = Outputs(functional_call(self.model, model_params, (sub.tokens, self.objective.positions)))
+            out = Outputs(functional_call(self.model, model_params, (sub.tokens, positions)))
         per_example = self.objective.loss(out, sub, members, self.step, own)
         w = sub.weight.to(per_example.dtype)
         return (per_example * w).sum(1) / w.sum(1)

@@ -46,13 +46,23 @@ def distill_objective(setup: Setup, distiller: Distiller) -> Objective:
     positions = sorted({s.final, s.position})
     final_i, kd_i = positions.index(s.final), positions.index(s.position)
 
+    # Once alpha's schedule has reached 0 the divergence weighs nothing: the steps after it score the final position
+    # alone (the same loss and gradients, without the distilled position's MLP and unembedding). Not where the
+    # divergence trains parameters of its own (their gradients must exist) or where the positions coincide.
+    switch_off = len(positions) > 1 and not distiller.parameters and distiller.d.alpha_decay_start is not None
+
+    def positions_at(step: int) -> list[int]:
+        return [s.final] if switch_off and distiller.d.alpha_factor(step) == 0.0 else positions
+
     def loss(out: Outputs, batch: EnsembleExamples, members: slice, step: int,
              params: dict[str, torch.Tensor]) -> torch.Tensor:
+        if out.logits.shape[2] < len(positions):  # positions_at: the final position only, alpha 0
+            return task_objective_term(setup, out.logits[:, :, 0], batch)
         return distiller.mix(None, out, kd_i, batch, members, step, params,
                              lambda: task_objective_term(setup, out.logits[:, :, final_i], batch))
 
     return Objective(positions=positions, loss=loss, final=s.final, hidden=distiller.divergence.reads == "hidden",
-                     parameters=distiller.parameters)
+                     parameters=distiller.parameters, positions_at=positions_at if switch_off else None)
 
 
 def attach_distiller(setup: Setup, tasks: list | None = None) -> Distiller:

@@ -146,6 +146,25 @@ def plan(trials: list[Trial], pack: bool = True, max_pack: int = 256, name: str 
     return groups
 
 
+def group_cost(group: Group) -> float:
+    """A relative estimate of a group's training work: steps x members x training rows (the largest member's, as
+    padded) x scored positions (two where distillation reads a position other than the answer's). Only its order
+    matters: :func:`execute_local` starts the costliest groups first, so that no long group starts last."""
+    cfg = group.config
+    rows = 0
+    for t in group.trials:
+        try:
+            own = None if t.config.tasks else _fraction(t)
+            rows = max(rows, sum(tc.example_counts(own)[0] for tc in t.config.all_tasks()))
+        except (NotImplementedError, TypeError):  # a task kind that cannot say: its fraction stands in for its rows
+            rows = max(rows, int(1000 * _fraction(t)))
+    batch = cfg.training.batch_size
+    rows = min(rows, batch) if batch else rows
+    distill = getattr(cfg, "distill", None)
+    scored = 2 if distill is not None and distill.position != "final" else 1
+    return float(cfg.training.steps * len(group.trials) * max(1, rows) * scored)
+
+
 def _group(chunk: list[Trial], name: str) -> Group:
     digest = hashlib.sha1("\n".join(t.id for t in chunk).encode()).hexdigest()[:12]
     base = chunk[0].config.model_dump(mode="json")
@@ -411,6 +430,7 @@ def execute_local(groups: list[Group], sweep_dir: Path, workers: int, report: Re
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
+    groups = sorted(groups, key=group_cost, reverse=True)  # longest first: the last group to start is a short one
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_run_group_payload, _payload(g), str(sweep_dir), threads, os.getpid(), restart): g
                    for g in groups}
