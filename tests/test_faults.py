@@ -195,7 +195,7 @@ def test_unreadable_metrics_are_named_by_report_and_drawn_around_only_with_parti
     result = _invoke("report", out, "--partial")
     assert result.exit_code == 0 and "metrics.csv" in _clean(result)
     page = (out / "report.html").read_text()
-    assert "Partial report" in page and "metrics.csv" in page and "Loss and weight norm" not in page
+    assert "Partial report" in page and "metrics.csv" in page and "Curves (from metrics.csv" not in page
     _kept(before, _files(out))
 
 
@@ -347,7 +347,8 @@ def test_report_and_analyze_on_an_unfinished_run(tmp_path, killed):
     result = _invoke("report", out, "--partial")
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
-    assert "Partial report" in page and "summary.json is missing" in page and "Loss and weight norm" in page
+    assert "Partial report" in page and "summary.json is missing" in page and "<img" in page
+    assert ("<h3>curves.png</h3>" in page) != ("Curves (from metrics.csv" in page)  # the curves so far, drawn once
     result = _invoke("analyze", out, "--out", tmp_path / "analysis")  # an unfinished run: where it got to
     assert result.exit_code == 0, result.output
     (out / "checkpoint.safetensors").unlink()

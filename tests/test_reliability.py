@@ -268,21 +268,25 @@ def test_report_of_a_folder_without_runs_is_still_refused(tmp_path):
     assert result.exit_code == 2 and "folder of finished runs" in result.output
 
 
-def test_run_report_has_loss_on_a_log_scale_and_weight_norm_panels(tmp_path):
-    from grokkit.report import loss_and_norm_figure
+def test_run_curves_have_loss_on_a_log_scale_and_weight_norm_panels(tmp_path):
+    from grokkit.plots import curves_figure
 
     out = tmp_path / "r"
     run(parse_config(tiny_config()), out, progress=False, log=quiet)
-    fig = loss_and_norm_figure(pd.read_csv(out / "metrics.csv"))
-    assert fig is not None
-    loss_ax, norm_ax = fig.axes
-    assert loss_ax.get_yscale() == "log" and "loss" in loss_ax.get_ylabel()
+    fig = curves_figure(pd.read_csv(out / "metrics.csv"), "t")
+    acc_ax, loss_ax, norm_ax = fig.axes
+    assert loss_ax.get_yscale() == "log" and "loss" in loss_ax.get_ylabel() and "accuracy" in acc_ax.get_ylabel()
     assert "norm" in norm_ax.get_ylabel() and len(norm_ax.get_lines()) == 2  # one line per member
     assert len(loss_ax.get_lines()) == 4  # train and test per member
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
-    assert "Loss and weight norm" in page and page.count("<img") >= 2
+    # curves.png is the run's one figure: the report shows it and draws no second copy of its panels
+    assert "<h3>curves.png</h3>" in page and "Curves (from metrics.csv" not in page and page.count("<img") == 1
+    (out / "curves.png").unlink()  # without it, the same figure is drawn from metrics.csv
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    page = (out / "report.html").read_text()
+    assert "Curves (from metrics.csv" in page and page.count("<img") == 1
 
 
 def test_help_is_plain_text():

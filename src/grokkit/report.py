@@ -295,58 +295,22 @@ def _run_sections(d: Path, missing: list[str]) -> list[str]:
         out.append(f"<h3>{html.escape(png.name)}</h3>{_img(png)}")
     metrics = None
     if not rd.has_metrics():
-        missing.append(f"{rd.metrics_path} is missing: no loss and weight-norm figure")
+        missing.append(f"{rd.metrics_path} is missing: no curves beyond a curves.png")
     else:
         try:
             metrics = rd.read_metrics()
         except RunError as err:
-            missing.append(f"{err}: no loss and weight-norm figure")
-    if metrics is not None:
-        fig = loss_and_norm_figure(metrics)
-        if fig is not None:
-            out.append(f"<h3>Loss and weight norm</h3>{_fig_img(fig)}")
+            missing.append(f"{err}: no curves beyond a curves.png")
+    if metrics is not None and not (d / "curves.png").exists():  # curves.png is the run's figure; else the same
+        from grokkit.plots import curves_figure
+
+        fig = curves_figure(metrics, f"{name}: accuracy, loss and weight norm so far")
+        out.append(f"<h3>Curves (from metrics.csv; the run wrote no curves.png)</h3>{_fig_img(fig)}")
     if rd.has_config():
         out.append(_config_details(CONFIG_FILE, "the run's full configuration", rd.read_config_text()))
     else:
         missing.append(f"{rd.config_path} is missing")
     return out
-
-
-def loss_and_norm_figure(m: pd.DataFrame) -> Any:
-    """Train (dashed) and test (solid) loss on a log scale, and the L2 weight norm, per member against step (log x):
-    the two curves grokking papers draw beside accuracy. None if the metrics lack those columns."""
-    step = "global_step" if "global_step" in m else "step"
-    if not {step, "seed", "train_loss", "test_loss", "weight_norm"} <= set(m.columns):
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from grokkit.plots import readable_log_axis
-
-    fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for i, (seed, df) in enumerate(m.groupby("seed")):
-        df = df[df[step] > 0].sort_values(step)
-        color = f"C{i % 10}"
-        loss_ax.plot(df[step], df.train_loss.clip(lower=1e-12), "--", color=color, alpha=0.8,
-                     label=f"train (seed {seed})")
-        loss_ax.plot(df[step], df.test_loss.clip(lower=1e-12), "-", color=color, label=f"test (seed {seed})")
-        norm_ax.plot(df[step], df.weight_norm, "-", color=color, label=f"seed {seed}")
-    for ax in (loss_ax, norm_ax):
-        ax.set_xscale("log")
-        readable_log_axis(ax, "x")
-        ax.set_xlabel("optimisation step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    loss_ax.set_yscale("log")
-    readable_log_axis(loss_ax, "y")
-    loss_ax.set_ylabel("loss")
-    loss_ax.set_title("loss (log scale)")
-    norm_ax.set_ylabel("L2 norm of the weights")
-    norm_ax.set_title("weight norm")
-    fig.tight_layout()
-    return fig
 
 
 def _collection_sections(d: Path, runs: list[Path], missing: list[str]) -> list[str]:
