@@ -333,7 +333,8 @@ def matched_map(docs: Path) -> list[str]:
         "## The matched map: 2 teachers per condition, 5 seeds, and an intervention",
         "`grokkit sweep configs/map/map_matched.yaml --out runs/map_matched`, then `python experiments/map_tables.py "
         "runs/map_matched docs/map_matched`. Teachers (a op b) mod 61 on 60% of their pairs, two seeds per "
-        "operation, each stopped once it held generalisation for its hold window; students mod 59 at 20% of their "
+        "operation, AdamW at lr 0.003 (at the students' 0.01 the sub teachers never held 0.99), each stopped once it "
+        "held generalisation for its hold window (at most 10,000 steps); students mod 59 at 20% of their "
         "pairs, 5 seeds per teacher, 2,000 steps. *Answers permuted*: the same teacher with its outputs permuted "
         "over the student's answers (`distill.permute_answers`), which keeps which pairs share an answer but not "
         "the answer. The effect is the mean final test accuracy minus the from-scratch control's, with a 95% "
