@@ -174,7 +174,7 @@ def plot(out: Path, by: str = "case") -> None:
         budget = g.budget * (1 + 0.04 * (i - (n_arms - 1) / 2))  # arms side by side at each budget
         ax_t.errorbar(budget, x50, yerr=[np.maximum(x50 - low, 0), np.maximum(high - x50, 0)], fmt="-o",
                       color=color, capsize=4, label=str(arm))
-        censored = g.censored.fillna("")
+        censored = g.censored.astype(object).fillna("")
         for side, marker in (("above", "^"), ("below", "v")):
             sel = (censored == side).to_numpy()
             if sel.any():  # beyond the tested fractions: an open triangle at the edge, pointing the way
