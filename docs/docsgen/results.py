@@ -232,17 +232,31 @@ def threshold_budget(docs: Path) -> list[str]:
 
 
 def _compare_table(frame: pd.DataFrame) -> str:
+    """A ``grokkit compare`` table: Kaplan-Meier medians with their intervals and log-rank p (tables made since the
+    hold window), or, for a table made before it, the median and IQR it recorded."""
     def median(r: pd.Series) -> str:
         b = float(r.budget)
         return f"{step(r.median_steps, b)} [{step(r.q25_steps, b)}, {step(r.q75_steps, b)}]"
 
+    km = "km_median_text" in frame
+    middle: list[Column] = ([("median lasting step [95% CI]", col("km_median_text")),
+                             ("log-rank p vs scratch", col("logrank_p", _p_value))] if km
+                            else [("median steps [IQR]", median)])
     return table(frame, [("setting", col("setting")), ("method", col("method")),
                          ("generalised (lasting)", lambda r: f"{int(r.generalized)}/{int(r.n_seeds)}"),
-                         ("median steps [IQR]", median), ("budget", col("budget", lambda v: step(v))),
+                         *middle, ("budget", col("budget", lambda v: step(v))),
                          ("final test acc (median)", col("final_test_acc_median", acc)),
                          ("s per 1k steps", col("seconds_per_1k_steps", lambda v: num(v, 1))),
-                         ("median s to generalise", lambda r: step(r.median_seconds_to_generalize, None)
-                          if not math.isinf(float(r.median_seconds_to_generalize)) else "never")])
+                         ("median s to generalise", _seconds_to_generalise)])
+
+
+def _seconds_to_generalise(r: pd.Series) -> str:
+    """The median seconds to generalise, or "> (the budget's seconds)" where the median lies beyond the budget."""
+    v = float(r.median_seconds_to_generalize)
+    if not math.isinf(v):
+        return step(v, None)
+    budget = float(r.get("budget_seconds", math.nan))
+    return f"> {budget:,.0f}" if math.isfinite(budget) else "beyond the budget"
 
 
 def _tune_table(frame: pd.DataFrame) -> str:
@@ -256,7 +270,8 @@ def compare(docs: Path) -> str:
         "Method comparison",
         "Methods that claim to make grokking sooner — distillation, StableMax, ⊥AdamW, Grokfast, GrokTransfer — on "
         "the same tasks, first at shared settings (`grokkit compare`), then each with its own equal-budget tune "
-        "(`grokkit tune`). A seed that never generalised counts as beyond the budget in the median. Reading and "
+        "(`grokkit tune`). A seed that did not generalise is censored at the budget, never dropped from a median. "
+        "Reading and "
         "caveats: [choosing a method](../studies/compare.md), [GrokTransfer](../studies/transfer.md).",
         "## At shared settings (`grokkit compare configs/compare/compare.yaml`)",
         _compare_table(pd.read_csv(docs / "compare" / "compare.csv")),
@@ -266,6 +281,9 @@ def compare(docs: Path) -> str:
         _tune_table(pd.read_csv(docs / "tune_methods" / "summary.csv")),
         source("tune_methods/summary.csv"),
         "## GrokTransfer at the paper's size (`grokkit compare configs/compare/transfer113.yaml`)",
+        "Run 2026-12-02, before the hold window: lasting means at or above 0.99 from that evaluation to the end of "
+        "the budget, with no minimum; medians over all seeds (a seed that never generalised beyond the budget) with "
+        "their interquartile range. Not re-run since (about 75 minutes on 2 cores).",
         _compare_table(pd.read_csv(docs / "compare" / "transfer113.csv")),
         source("compare/transfer113.csv"),
         _figure("compare/transfer113.png", "GrokTransfer vs scratch on mod 113 at 25%"),
