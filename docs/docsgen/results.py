@@ -91,11 +91,9 @@ def arms(trials: pd.DataFrame, by: str, budget: float, control: str | None) -> p
 
 
 def arms_columns(by: str, label: str) -> list[Column]:
-    from grokkit.analysis.survival import format_p
-
     return [(label, col(by)), ("generalised (lasting)", lambda r: f"{int(r.generalized)}/{int(r.n)}"),
             ("median lasting step [95% CI]", col("km_median_text")),
-            ("log-rank p vs control", lambda r: format_p(float(r.logrank_p))),
+            ("log-rank p vs control", col("logrank_p", _p_value)),
             ("final test accuracy, mean [min, max]", lambda r: mean_range(r["mean"], r["min"], r["max"]))]
 
 
@@ -251,12 +249,12 @@ def _compare_table(frame: pd.DataFrame) -> str:
 
 
 def _seconds_to_generalise(r: pd.Series) -> str:
-    """The median seconds to generalise, or "> (the budget's seconds)" where the median lies beyond the budget."""
-    v = float(r.median_seconds_to_generalize)
-    if not math.isinf(v):
-        return step(v, None)
-    budget = float(r.get("budget_seconds", math.nan))
-    return f"> {budget:,.0f}" if math.isfinite(budget) else "beyond the budget"
+    """:func:`step` of the median seconds to generalise against the budget's seconds; "beyond the budget" for a table
+    made before the budget's seconds were recorded."""
+    v, budget = r.median_seconds_to_generalize, r.get("budget_seconds")
+    if math.isinf(float(v)) and _missing(budget):
+        return "beyond the budget"
+    return step(v, budget)
 
 
 def _tune_table(frame: pd.DataFrame) -> str:
@@ -380,8 +378,6 @@ def matched_map(docs: Path) -> list[str]:
 
 
 def digits(docs: Path) -> str:
-    from grokkit.analysis.survival import format_p
-
     summary = pd.read_csv(docs / "digits" / "summary.csv")
     teachers = pd.read_csv(docs / "digits" / "teachers.csv")
     return _page(
@@ -399,7 +395,7 @@ def digits(docs: Path) -> str:
         table(summary, [("case", col("case")), ("training images", col("task.n_train", count)),
                         ("generalised (lasting)", lambda r: f"{int(r.generalized)}/{int(r.n)}"),
                         ("median lasting step [95% CI]", col("km_median_text")),
-                        ("log-rank p vs scratch", lambda r: format_p(float(r.logrank_p))),
+                        ("log-rank p vs scratch", col("logrank_p", _p_value)),
                         ("final test acc, mean ± sd", lambda r: f"{acc(r.test_acc)} ± {acc(r.test_acc_sd)}")]),
         source("digits/summary.csv"),
         _figure("digits/by_size.png", "final test accuracy against the training-set size, per case"),

@@ -52,7 +52,7 @@ def distill_objective(setup: Setup, distiller: Distiller) -> Objective:
     switch_off = len(positions) > 1 and not distiller.parameters and distiller.d.alpha_decay_start is not None
 
     def positions_at(step: int) -> list[int]:
-        return [s.final] if switch_off and distiller.d.alpha_factor(step) == 0.0 else positions
+        return [s.final] if distiller.d.alpha_factor(step) == 0.0 else positions
 
     def loss(out: Outputs, batch: EnsembleExamples, members: slice, step: int,
              params: dict[str, torch.Tensor]) -> torch.Tensor:

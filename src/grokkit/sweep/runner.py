@@ -156,7 +156,7 @@ def group_cost(group: Group) -> float:
         try:
             own = None if t.config.tasks else _fraction(t)
             rows = max(rows, sum(tc.example_counts(own)[0] for tc in t.config.all_tasks()))
-        except (NotImplementedError, TypeError):  # a task kind that cannot say: its fraction stands in for its rows
+        except NotImplementedError:  # a task kind that cannot say: its fraction stands in for its rows
             rows = max(rows, int(1000 * _fraction(t)))
     batch = cfg.training.batch_size
     rows = min(rows, batch) if batch else rows
